@@ -1,0 +1,468 @@
+//! KCP sessions: the reliability layer under the mux, sans-IO.
+//!
+//! A [`KcpSession`] is one KCP conversation in stream mode (a reliable, ordered byte stream
+//! cut into segments of at most `mtu - 24` bytes). It is driven like quinn-proto:
+//!
+//! 1. [`KcpSession::handle_input`] with every KCP packet from the peer,
+//! 2. [`KcpSession::send`] / [`KcpSession::recv`] for the byte stream,
+//! 3. [`KcpSession::flush`] after `send` (unless `wdelay`) and after `handle_input`,
+//! 4. [`KcpSession::poll_transmit`] until `None`, handing each packet to the crypto layer,
+//! 5. [`KcpSession::handle_timeout`] when [`KcpSession::poll_timeout`] has passed.
+//!
+//! Time is an [`Instant`] passed in; KCP's wire timestamps are milliseconds since an origin
+//! fixed at construction, truncated to `u32` (RTT samples use wrapping arithmetic, so the
+//! 49-day wrap is harmless).
+//!
+//! # Why not the `kcp` crate
+//!
+//! The segment format and the algorithm (RTO estimation, fast resend, window probing,
+//! KCP's congestion control, `nodelay` backoff) follow skywind3000's KCP, but this is a
+//! fresh implementation rather than a wrapper around the `kcp` crate 0.6, because that crate:
+//! - panics in debug builds on peer-controlled values: `timediff` is `a as i32 - b as i32`
+//!   (overflows for a hostile `ts`, `sn` or `una`), and `update_ack` computes `7 * srtt + rtt`
+//!   in `u32` with a peer-chosen `rtt`;
+//! - cannot cap the per-segment RTO backoff (a segment's `rto` grows without bound; only the
+//!   estimator is capped at 60 s), so after a 20 s outage retransmission can stall for tens
+//!   of seconds;
+//! - removes acked segments with `VecDeque::remove` after a linear scan (O(window) per ACK)
+//!   and returns at most one segment per `recv` call.
+//!
+//! Here the send buffer is indexed by `sn - snd_una` (O(1) ACKs), all sequence arithmetic
+//! wraps, and no peer value can panic.
+//!
+//! # Outages and backoff
+//!
+//! The dead-link rule of KCP (give up after N retransmissions) is not implemented: liveness
+//! is the mux idle timeout's job. A segment's retransmission timeout backs off (×1.5 with
+//! `nodelay`, ×2 otherwise) but never beyond `max(rto, BACKOFF_CAP_MS)` = 3 s, and as soon as
+//! an ACK shows progress again every backed-off segment returns to the current RTO. After a
+//! 20 s outage on a 500 ms path, the first retransmission therefore leaves within 3 s of the
+//! link returning and the rest of the window follows one RTO after its ACK.
+
+mod input;
+mod output;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+pub use segment::{Command, SegmentHeader, HEADER_LEN};
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Minimum RTO with `nodelay`.
+const RTO_MIN_NODELAY: u32 = 30;
+/// Minimum RTO without `nodelay`.
+const RTO_MIN: u32 = 100;
+/// RTO before the first sample.
+const RTO_INITIAL: u32 = 200;
+/// Upper bound of the RTO estimate.
+const RTO_MAX: u32 = 60_000;
+/// A segment's backed-off RTO never exceeds `max(rto, BACKOFF_CAP_MS)`.
+pub const BACKOFF_CAP_MS: u32 = 3_000;
+/// First window probe after the peer's window closed.
+const PROBE_INIT_MS: u64 = 1_000;
+/// Longest interval between window probes.
+const PROBE_LIMIT_MS: u64 = 10_000;
+/// Fast resend stops once a segment has been sent this many times.
+const FASTACK_LIMIT: u32 = 5;
+/// RTT samples above this are discarded (stale or forged timestamps).
+const RTT_SAMPLE_MAX: u32 = 60_000;
+/// Smallest usable MTU.
+const MTU_MIN: u16 = 50;
+
+/// KCP tuning, as in paqet/kcptun configuration.
+#[derive(Clone, Debug)]
+pub struct KcpConfig {
+    /// Lower minimum RTO (30 ms) and gentler backoff (×1.5).
+    pub nodelay: bool,
+    /// Flush timer in ms (clamped to 10..=5000).
+    pub interval_ms: u32,
+    /// Fast resend after this many later ACKs (0 = off).
+    pub resend: u32,
+    /// Disable congestion control (windows only).
+    pub nocongestion: bool,
+    /// Largest KCP packet in bytes (header included).
+    pub mtu: u16,
+    /// Send window in segments.
+    pub sndwnd: u16,
+    /// Receive window in segments.
+    pub rcvwnd: u16,
+    /// The caller batches sends and relies on the timer instead of flushing after `send`.
+    pub wdelay: bool,
+    /// ACK input at once instead of on the next timer tick.
+    pub acknodelay: bool,
+}
+
+impl Default for KcpConfig {
+    /// paqet's `fast` mode with its default windows.
+    fn default() -> Self {
+        KcpConfig {
+            nodelay: true,
+            interval_ms: 20,
+            resend: 2,
+            nocongestion: true,
+            mtu: 1350,
+            sndwnd: 1024,
+            rcvwnd: 1024,
+            wdelay: false,
+            acknodelay: true,
+        }
+    }
+}
+
+/// Errors from [`KcpSession::handle_input`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KcpError {
+    /// Fewer bytes than a segment header.
+    #[error("KCP segment of {0} bytes is shorter than its 24-byte header")]
+    TooShort(usize),
+    /// The segment belongs to another conversation.
+    #[error("KCP conversation {got:#010x} does not match {expected:#010x}")]
+    ConvMismatch {
+        /// This session's conversation id.
+        expected: u32,
+        /// The segment's.
+        got: u32,
+    },
+    /// Unknown `cmd` byte.
+    #[error("unknown KCP command {0}")]
+    UnknownCommand(u8),
+    /// `len` runs past the end of the packet.
+    #[error("KCP segment claims {claimed} data bytes but {available} remain")]
+    Truncated {
+        /// The header's `len`.
+        claimed: u32,
+        /// Bytes left in the packet.
+        available: usize,
+    },
+}
+
+/// Counters and estimates of one session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KcpStats {
+    /// Smoothed RTT (0 before the first sample).
+    pub srtt_ms: u32,
+    /// RTT variation.
+    pub rttvar_ms: u32,
+    /// Current retransmission timeout.
+    pub rto_ms: u32,
+    /// Congestion window in segments (unused with `nocongestion`).
+    pub cwnd: u32,
+    /// The peer's last advertised free receive window, in segments.
+    pub remote_window: u32,
+    /// Segments sent and not yet acknowledged.
+    pub in_flight: usize,
+    /// KCP's `waitsnd`: in flight plus queued, in segments.
+    pub waitsnd: usize,
+    /// Bytes queued and not yet cut into segments.
+    pub queued_bytes: usize,
+    /// Retransmissions after a timeout.
+    pub retransmits: u64,
+    /// Fast retransmissions (after `resend` later ACKs).
+    pub fast_retransmits: u64,
+    /// Packets handed out by `poll_transmit`.
+    pub packets_sent: u64,
+    /// Packets accepted by `handle_input`.
+    pub packets_received: u64,
+    /// New data segments sent (first transmissions).
+    pub segments_sent: u64,
+    /// Payload bytes of first transmissions.
+    pub bytes_sent: u64,
+    /// New data segments received (duplicates excluded).
+    pub segments_received: u64,
+    /// Payload bytes of new data segments.
+    pub bytes_received: u64,
+    /// Data segments received more than once or outside the window.
+    pub duplicates: u64,
+}
+
+/// A data segment in the send buffer.
+#[derive(Debug)]
+struct InFlight {
+    data: Bytes,
+    /// When it was last sent (ms since origin); its `ts` on the wire.
+    sent_at: u64,
+    resend_at: u64,
+    rto: u32,
+    fastack: u32,
+    xmit: u32,
+    acked: bool,
+}
+
+/// One KCP conversation in stream mode. See the module docs for the calling order.
+#[derive(Debug)]
+pub struct KcpSession {
+    conv: u32,
+    origin: Instant,
+    now_ms: u64,
+    mtu: usize,
+    mss: usize,
+    nodelay: bool,
+    interval: u32,
+    fast_resend: u32,
+    nocwnd: bool,
+    acknodelay: bool,
+    snd_wnd: u32,
+    rcv_wnd: u32,
+    rmt_wnd: u32,
+    cwnd: u32,
+    ssthresh: u32,
+    incr: usize,
+    srtt: u32,
+    rttvar: u32,
+    rto: u32,
+    min_rto: u32,
+    /// Oldest unacknowledged sn; `snd_buf[i]` has sn `snd_una + i`.
+    snd_una: u32,
+    snd_nxt: u32,
+    snd_queue: BytesMut,
+    snd_buf: VecDeque<InFlight>,
+    in_flight_bytes: usize,
+    backed_off: bool,
+    /// Earliest `resend_at` in the send buffer (may be early, never late).
+    next_resend: u64,
+    /// Some segment has collected enough duplicate ACKs for a fast resend.
+    fastack_due: bool,
+    /// Next sn expected; `rcv_buf[i]` holds sn `rcv_nxt + i` if received.
+    rcv_nxt: u32,
+    rcv_buf: VecDeque<Option<Bytes>>,
+    rcv_queue: VecDeque<Bytes>,
+    acklist: Vec<(u32, u32)>,
+    probe_ask: bool,
+    probe_tell: bool,
+    probe_wait: u64,
+    probe_at: u64,
+    next_flush: u64,
+    tx: VecDeque<Vec<u8>>,
+    cur: Vec<u8>,
+    stats: KcpStats,
+}
+
+/// `a - b` for wrapping sequence numbers and timestamps.
+fn seq_diff(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl KcpSession {
+    /// A session for conversation `conv`; `now` becomes the origin of its clock.
+    pub fn new(conv: u32, cfg: &KcpConfig, now: Instant) -> Self {
+        let mtu = usize::from(cfg.mtu.max(MTU_MIN));
+        let snd_wnd = u32::from(cfg.sndwnd.max(1));
+        let rcv_wnd = u32::from(cfg.rcvwnd.max(1));
+        KcpSession {
+            conv,
+            origin: now,
+            now_ms: 0,
+            mtu,
+            mss: mtu - HEADER_LEN,
+            nodelay: cfg.nodelay,
+            interval: cfg.interval_ms.clamp(10, 5000),
+            fast_resend: cfg.resend,
+            nocwnd: cfg.nocongestion,
+            acknodelay: cfg.acknodelay,
+            snd_wnd,
+            rcv_wnd,
+            rmt_wnd: rcv_wnd,
+            cwnd: 1,
+            ssthresh: 2,
+            incr: 0,
+            srtt: 0,
+            rttvar: 0,
+            rto: RTO_INITIAL,
+            min_rto: if cfg.nodelay {
+                RTO_MIN_NODELAY
+            } else {
+                RTO_MIN
+            },
+            snd_una: 0,
+            snd_nxt: 0,
+            snd_queue: BytesMut::new(),
+            snd_buf: VecDeque::new(),
+            in_flight_bytes: 0,
+            backed_off: false,
+            next_resend: u64::MAX,
+            fastack_due: false,
+            rcv_nxt: 0,
+            rcv_buf: VecDeque::new(),
+            rcv_queue: VecDeque::new(),
+            acklist: Vec::new(),
+            probe_ask: false,
+            probe_tell: false,
+            probe_wait: 0,
+            probe_at: 0,
+            next_flush: 0,
+            tx: VecDeque::new(),
+            cur: Vec::new(),
+            stats: KcpStats::default(),
+        }
+    }
+
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.conv
+    }
+
+    fn advance_clock(&mut self, now: Instant) {
+        let ms = millis(now.saturating_duration_since(self.origin));
+        self.now_ms = self.now_ms.max(ms);
+    }
+
+    /// Processes one KCP packet (one or more segments) from the peer. Segments before a
+    /// malformed one are processed; the rest of the packet is dropped.
+    pub fn handle_input(&mut self, packet: &[u8], now: Instant) -> Result<(), KcpError> {
+        self.advance_clock(now);
+        if packet.len() < HEADER_LEN {
+            return Err(KcpError::TooShort(packet.len()));
+        }
+        let old_una = self.snd_una;
+        let mut acked_new = false;
+        let mut max_ack: Option<(u32, u32)> = None;
+        let mut rest = packet;
+        let result = loop {
+            if rest.is_empty() {
+                break Ok(());
+            }
+            let (hdr, data) = match SegmentHeader::parse(rest) {
+                Ok(v) => v,
+                Err(e) => break Err(e),
+            };
+            rest = rest.get(HEADER_LEN + data.len()..).unwrap_or_default();
+            if hdr.conv != self.conv {
+                break Err(KcpError::ConvMismatch {
+                    expected: self.conv,
+                    got: hdr.conv,
+                });
+            }
+            self.rmt_wnd = u32::from(hdr.wnd);
+            self.parse_una(hdr.una);
+            match hdr.cmd {
+                Command::Ack => {
+                    let rtt = (self.now_ms as u32).wrapping_sub(hdr.ts);
+                    if rtt <= RTT_SAMPLE_MAX {
+                        self.update_rtt(rtt);
+                    }
+                    acked_new |= self.parse_ack(hdr.sn);
+                    max_ack = match max_ack {
+                        Some((sn, ts))
+                            if !(seq_diff(hdr.sn, sn) > 0 && seq_diff(hdr.ts, ts) > 0) =>
+                        {
+                            Some((sn, ts))
+                        }
+                        _ => Some((hdr.sn, hdr.ts)),
+                    };
+                }
+                Command::Push => self.parse_data(hdr.sn, hdr.ts, data),
+                Command::WindowAsk => self.probe_tell = true,
+                Command::WindowTell => {}
+            }
+        };
+        if result.is_ok() {
+            self.stats.packets_received += 1;
+        }
+        if let Some((sn, ts)) = max_ack {
+            self.parse_fastack(sn, ts);
+        }
+        let progressed = seq_diff(self.snd_una, old_una) > 0;
+        if progressed {
+            self.grow_cwnd();
+        }
+        if (progressed || acked_new) && self.backed_off {
+            self.reset_backoff();
+        }
+        if self.acknodelay {
+            self.flush_acks();
+        }
+        result
+    }
+
+    /// Queues bytes for sending; returns how many were taken (at most
+    /// [`KcpSession::send_capacity`]). The `Result` is kept for API stability; queueing
+    /// itself cannot fail.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, KcpError> {
+        let take = data.len().min(self.send_capacity());
+        self.snd_queue.extend_from_slice(&data[..take]);
+        Ok(take)
+    }
+
+    /// Bytes that may still be queued: queued plus in-flight data is kept at or below
+    /// `2 × sndwnd` full segments.
+    pub fn send_capacity(&self) -> usize {
+        (2 * self.snd_wnd as usize * self.mss)
+            .saturating_sub(self.snd_queue.len() + self.in_flight_bytes)
+    }
+
+    /// Copies received in-order bytes into `buf`; 0 means nothing is ready.
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let was_full = self.rcv_queue.len() >= self.rcv_wnd as usize;
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = self.rcv_queue.front_mut() else {
+                break;
+            };
+            let k = front.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&front[..k]);
+            front.advance(k);
+            n += k;
+            if front.is_empty() {
+                self.rcv_queue.pop_front();
+            }
+        }
+        self.move_ready();
+        if was_full && self.rcv_queue.len() < self.rcv_wnd as usize {
+            // Tell the peer its window opened instead of waiting for its probe.
+            self.probe_tell = true;
+        }
+        n
+    }
+
+    /// Runs the periodic flush if it is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance_clock(now);
+        if self.now_ms >= self.next_flush {
+            self.next_flush = self.now_ms + u64::from(self.interval);
+            self.flush_at_now();
+        }
+    }
+
+    /// Sends ACKs, probes, new data the windows allow and due retransmissions now.
+    pub fn flush(&mut self, now: Instant) {
+        self.advance_clock(now);
+        self.flush_at_now();
+    }
+
+    /// The next KCP packet to send (at most `mtu` bytes).
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let p = self.tx.pop_front()?;
+        self.stats.packets_sent += 1;
+        Some(p)
+    }
+
+    /// When [`KcpSession::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.origin + Duration::from_millis(self.next_flush)
+    }
+
+    /// A snapshot of counters and estimates.
+    pub fn stats(&self) -> KcpStats {
+        let queued_segments = self.snd_queue.len().div_ceil(self.mss);
+        let in_flight = self.snd_buf.iter().filter(|s| !s.acked).count();
+        KcpStats {
+            srtt_ms: self.srtt,
+            rttvar_ms: self.rttvar,
+            rto_ms: self.rto,
+            cwnd: self.cwnd,
+            remote_window: self.rmt_wnd,
+            in_flight,
+            waitsnd: in_flight + queued_segments,
+            queued_bytes: self.snd_queue.len(),
+            ..self.stats.clone()
+        }
+    }
+}
