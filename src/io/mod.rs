@@ -1,0 +1,48 @@
+//! Packet I/O: moving whole link-layer frames between the packet workers and an interface.
+//!
+//! The API is split the way libpcap is: a capture handle ([`PacketRx`], owned by a reader
+//! thread) and an injection handle ([`PacketTx`], owned by a packet worker). Backends:
+//!
+//! - [`pcap`]: libpcap capture + injection on a real interface ([`open_pcap`]).
+//! - [`mem`]: a seeded in-memory network ([`MemNetwork`]) usable in virtual time by sans-IO
+//!   tests, and a real-time adapter ([`mem_pair`]) implementing the traits over it.
+//!
+//! [`tunnel_filter`] builds the BPF expression both sides capture with.
+
+mod filter;
+pub mod mem;
+pub mod pcap;
+
+pub use crate::wire::LinkType;
+pub use filter::tunnel_filter;
+pub use mem::{mem_pair, LinkModel, LinkStats, MemNetwork, MemRx, MemTx};
+pub use pcap::{open_pcap, IoError, PcapOptions, PcapRx, PcapTx};
+
+/// Receive-side counters of a [`PacketRx`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxStats {
+    /// Frames handed to the caller.
+    pub received: u64,
+    /// Frames the kernel dropped because the capture buffer was full (pcap statistics;
+    /// refreshed on read timeouts and every few thousand frames).
+    pub dropped_by_kernel: u64,
+    /// Frames skipped because they did not fit the caller's buffer (or were cut by snaplen).
+    pub oversize: u64,
+}
+
+/// The capture side of a packet backend, owned by one reader thread.
+pub trait PacketRx: Send {
+    /// Blocks up to the backend's read timeout (≤ 100 ms, so the caller can notice shutdown);
+    /// `Ok(None)` on timeout. The frame is written into `buf`; returns its length (frames
+    /// longer than `buf` are counted and skipped, never truncated).
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>>;
+
+    /// Counters since the handle was opened.
+    fn stats(&self) -> RxStats;
+}
+
+/// The injection side of a packet backend, owned by one packet worker.
+pub trait PacketTx: Send {
+    /// Sends one complete link-layer frame.
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()>;
+}

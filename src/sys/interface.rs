@@ -1,0 +1,135 @@
+//! Interface facts: hardware address and MTU (SIOCGIFHWADDR/SIOCGIFMTU ioctls) and IP
+//! addresses (getifaddrs(3)).
+//!
+//! The ioctls are used rather than `/sys/class/net/NAME/*` because sysfs shows the network
+//! namespace it was mounted in, while a socket belongs to the calling thread's namespace.
+
+use std::ffi::CStr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The Ethernet address of interface `name`. Loopback reports all zeros; interfaces
+/// without an Ethernet address (tun) are an `Unsupported` error.
+pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
+    let mut req = ifreq(name)?;
+    ioctl(name, &mut req, libc::SIOCGIFHWADDR)?;
+    // SAFETY: SIOCGIFHWADDR succeeded, so the kernel filled the `ifru_hwaddr` member.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if hw.sa_family != libc::ARPHRD_ETHER && hw.sa_family != libc::ARPHRD_LOOPBACK {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{name} has no Ethernet address (ARPHRD {})", hw.sa_family),
+        ));
+    }
+    let mut mac = [0u8; 6];
+    for (dst, src) in mac.iter_mut().zip(hw.sa_data) {
+        *dst = src as u8;
+    }
+    Ok(mac)
+}
+
+/// The MTU of interface `name` (IP packet size, without the link header).
+pub fn interface_mtu(name: &str) -> io::Result<u32> {
+    let mut req = ifreq(name)?;
+    ioctl(name, &mut req, libc::SIOCGIFMTU)?;
+    // SAFETY: SIOCGIFMTU succeeded, so the kernel filled the `ifru_mtu` member.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::other(format!("{name} reports MTU {mtu}")))
+}
+
+/// The IPv4 and IPv6 addresses of interface `name` (in getifaddrs order); `NotFound` if no
+/// such interface exists.
+pub fn interface_addrs(name: &str) -> io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `head` is a valid out-pointer; on success it owns a list freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = false;
+    let mut addrs = Vec::new();
+    let mut cursor = head;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a non-null node of the list getifaddrs returned, alive until
+        // freeifaddrs below.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let entry_name = unsafe { CStr::from_ptr(entry.ifa_name) };
+        if entry_name.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        found = true;
+        if entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points at a sockaddr at least as large as its
+        // family's struct; read_unaligned makes no alignment assumption.
+        let family = unsafe { (*entry.ifa_addr).sa_family };
+        match i32::from(family) {
+            libc::AF_INET => {
+                // SAFETY: family AF_INET means the sockaddr is a sockaddr_in.
+                let sin = unsafe { entry.ifa_addr.cast::<libc::sockaddr_in>().read_unaligned() };
+                addrs.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: family AF_INET6 means the sockaddr is a sockaddr_in6.
+                let sin6 = unsafe { entry.ifa_addr.cast::<libc::sockaddr_in6>().read_unaligned() };
+                addrs.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once; no
+    // reference into the list outlives this point.
+    unsafe { libc::freeifaddrs(head) };
+    if found {
+        Ok(addrs)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name}"),
+        ))
+    }
+}
+
+/// An `ifreq` with the name filled in, after checking it fits IFNAMSIZ.
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    // SAFETY: ifreq is plain old data (C struct and union of integers and arrays); all
+    // zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// Runs an interface ioctl on a throwaway datagram socket.
+fn ioctl(name: &str, req: &mut libc::ifreq, request: libc::Ioctl) -> io::Result<()> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `req` is a valid, exclusively borrowed ifreq, which is what interface ioctls
+    // read and write; the socket is open for the duration of the call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request, req as *mut libc::ifreq) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("interface {name}: {err}"),
+        ));
+    }
+    Ok(())
+}
