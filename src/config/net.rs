@@ -1,0 +1,288 @@
+//! Address-like config values: `host:port` targets, CIDR ranges and the server's target
+//! ACL, Ethernet MAC addresses and TCP flag strings (`"PA"` → `0x18`). Parsers return a
+//! plain message; the validator adds file, line and field.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+/// Host part of a forward target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A literal IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A DNS name, resolved by the server when it dials.
+    Domain(String),
+}
+
+/// `host:port` where host is IPv4, `[IPv6]` or a domain name; the port is never 0.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// Where to connect.
+    pub host: Host,
+    /// Destination port (1–65535).
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not host:port (IPv4, [IPv6] or a domain name)");
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (v6, port) = rest.split_once("]:").ok_or_else(bad)?;
+            let ip = Ipv6Addr::from_str(v6).map_err(|_| bad())?;
+            (Host::Ip(IpAddr::V6(ip)), port)
+        } else {
+            let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+            if host.contains(':') {
+                return Err(format!(
+                    "{s:?}: write IPv6 addresses in brackets, [addr]:port"
+                ));
+            }
+            let host = match Ipv4Addr::from_str(host) {
+                Ok(ip) => Host::Ip(IpAddr::V4(ip)),
+                Err(_) => Host::Domain(domain(host).map_err(|m| format!("{s:?}: {m}"))?),
+            };
+            (host, port)
+        };
+        let port = nonzero_port(port).map_err(|m| format!("{s:?}: {m}"))?;
+        Ok(HostPort { host, port })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            Host::Domain(name) => write!(f, "{name}:{}", self.port),
+        }
+    }
+}
+
+fn nonzero_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) => Err("port 0 is not allowed here".into()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("bad port {s:?}")),
+    }
+}
+
+/// Validates a DNS name (letters, digits, `-`, `_`; labels 1–63 bytes; total ≤ 253).
+fn domain(name: &str) -> Result<String, String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    if trimmed.is_empty() || trimmed.len() > 253 {
+        return Err("host name must be 1–253 characters".into());
+    }
+    let mut all_numeric = true;
+    for label in trimmed.split('.') {
+        let ok_chars = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') {
+            return Err(format!("{name:?} is not a valid host name"));
+        }
+        all_numeric &= label.bytes().all(|b| b.is_ascii_digit());
+    }
+    if all_numeric {
+        return Err(format!("{name:?} is not a valid IPv4 address"));
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
+/// Parses a socket address whose port must not be 0.
+pub(super) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr = SocketAddr::from_str(s)
+        .map_err(|_| format!("{s:?} is not ip:port (IPv4 or [IPv6]:port)"))?;
+    if addr.port() == 0 {
+        return Err(format!("{s:?}: port 0 is not allowed here"));
+    }
+    Ok(addr)
+}
+
+/// An IP network, `198.18.0.0/15` or `::1/128`; a bare address means a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Prefix length in bits.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `ip` lies in this network (IPv4-mapped IPv6 addresses match IPv4 networks).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = mask32(self.prefix);
+                u32::from(ip) & mask == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = mask128(self.prefix);
+                u128::from(ip) & mask == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn mask32(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask128(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a CIDR like \"198.18.0.0/15\" or \"::1/128\"");
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr = IpAddr::from_str(ip).map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+        };
+        let network = match addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(prefix))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(prefix))),
+        };
+        if network != addr {
+            return Err(format!(
+                "{s:?} has host bits set; did you mean \"{network}/{prefix}\"?"
+            ));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Which target addresses the server may dial: `deny` wins, then `allow` (absent = all).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetAcl {
+    allow: Option<Vec<Cidr>>,
+    deny: Vec<Cidr>,
+}
+
+impl TargetAcl {
+    /// An ACL from an allow list (`None` = allow every address) and a deny list.
+    pub fn new(allow: Option<Vec<Cidr>>, deny: Vec<Cidr>) -> Self {
+        TargetAcl { allow, deny }
+    }
+
+    /// The allow list; `None` means every address not denied.
+    pub fn allow(&self) -> Option<&[Cidr]> {
+        self.allow.as_deref()
+    }
+
+    /// The deny list.
+    pub fn deny(&self) -> &[Cidr] {
+        &self.deny
+    }
+
+    /// Whether the server may connect to `ip`.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.deny.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        match &self.allow {
+            None => true,
+            Some(allow) => allow.iter().any(|c| c.contains(ip)),
+        }
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub(super) fn mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("{s:?} is not a MAC address like \"aa:bb:cc:dd:ee:ff\"");
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut out {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Formats a MAC as lowercase `aa:bb:cc:dd:ee:ff`.
+pub(super) fn mac_string(mac: &[u8; 6]) -> String {
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
+}
+
+/// TCP flag letters and their header bits (RFC 9293 §3.1 plus ECE/CWR of RFC 3168).
+const FLAG_BITS: [(char, u8); 8] = [
+    ('F', 0x01),
+    ('S', 0x02),
+    ('R', 0x04),
+    ('P', 0x08),
+    ('A', 0x10),
+    ('U', 0x20),
+    ('E', 0x40),
+    ('C', 0x80),
+];
+
+/// Parses one flag string such as `"PA"` into a flag byte. `N` (the NS bit, outside the
+/// flag byte) is accepted and ignored, as paqet does.
+pub(super) fn tcp_flags(s: &str) -> Result<u8, String> {
+    let mut bits = 0u8;
+    for c in s.chars() {
+        if c == 'N' {
+            continue;
+        }
+        match FLAG_BITS.iter().find(|(l, _)| *l == c) {
+            Some((_, b)) => bits |= b,
+            None => {
+                return Err(format!(
+                    "{s:?}: unknown TCP flag letter {c:?} (use F S R P A U E C N)"
+                ))
+            }
+        }
+    }
+    if bits == 0 {
+        return Err(format!("{s:?} sets no TCP flag"));
+    }
+    Ok(bits)
+}
+
+/// Formats a flag byte back into letters (`0x18` → `"PA"`).
+pub(super) fn tcp_flags_string(bits: u8) -> String {
+    FLAG_BITS
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(l, _)| *l)
+        .collect()
+}
