@@ -1,0 +1,101 @@
+//! Client side of a stream: the [`Connector`] the SOCKS5 / HTTP CONNECT / forward front
+//! ends use to open streams through the tunnel.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::DuplexStream;
+use tokio::sync::oneshot;
+
+use super::bridge::{Command, Input};
+use super::stats::Stats;
+use crate::proxy::Connector;
+use crate::tunnel::{ConnectResult, OpenRequest, Protocol, Target};
+
+/// Buffer of the in-process pipe between a front end's socket task and the stream relay.
+const PIPE: usize = 256 * 1024;
+
+/// Opens streams on the packet workers, round robin.
+#[derive(Clone)]
+pub struct TunnelConnector {
+    pub workers: Arc<Vec<flume::Sender<Input>>>,
+    pub next: Arc<AtomicUsize>,
+    /// How long to wait for the server's connect result.
+    pub timeout: Duration,
+    pub stats: Arc<Stats>,
+}
+
+impl Connector for TunnelConnector {
+    type Stream = DuplexStream;
+
+    async fn connect(&self, target: Target) -> Result<DuplexStream, ConnectResult> {
+        let n = self.workers.len().max(1);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let worker = self.workers.get(i).ok_or(ConnectResult::Failure)?;
+        let (reply, wait) = oneshot::channel();
+        let req = OpenRequest {
+            protocol: Protocol::Tcp,
+            target: target.clone(),
+        };
+        worker
+            .send_async(Input::Cmd(Command::Open { req, reply }))
+            .await
+            .map_err(|_| ConnectResult::Failure)?;
+        let fail = |r| {
+            self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+            r
+        };
+        let mut port = match tokio::time::timeout(self.timeout, wait).await {
+            Ok(Ok(Ok(port))) => port,
+            Ok(Ok(Err(r))) => return Err(fail(r)),
+            Ok(Err(_)) => return Err(fail(ConnectResult::Failure)),
+            Err(_) => return Err(fail(ConnectResult::Timeout)),
+        };
+        self.stats.streams_opened.fetch_add(1, Ordering::Relaxed);
+        let prefix = tokio::time::timeout(
+            self.timeout,
+            port.read_exact_prefix(ConnectResult::ENCODED_LEN),
+        )
+        .await;
+        let key = port.key;
+        let abandon = |port: super::bridge::StreamPort| async move {
+            let _ = port
+                .cmd
+                .send_async(Input::Cmd(Command::Reset { key }))
+                .await;
+            let _ = port
+                .cmd
+                .send_async(Input::Cmd(Command::Close { key }))
+                .await;
+        };
+        let (head, rest) = match prefix {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                abandon(port).await;
+                return Err(fail(ConnectResult::Failure));
+            }
+            Err(_) => {
+                abandon(port).await;
+                return Err(fail(ConnectResult::Timeout));
+            }
+        };
+        match ConnectResult::decode(&head) {
+            Ok(ConnectResult::Ok) => {}
+            Ok(r) => {
+                abandon(port).await;
+                return Err(fail(r));
+            }
+            Err(_) => {
+                abandon(port).await;
+                return Err(fail(ConnectResult::Failure));
+            }
+        }
+        let (app, relay_end) = tokio::io::duplex(PIPE);
+        tokio::spawn(async move {
+            let (up, down) = port.relay(relay_end, rest).await;
+            tracing::debug!(%target, up, down, "stream closed");
+        });
+        Ok(app)
+    }
+}

@@ -1,0 +1,456 @@
+//! Client and server orchestration: packet workers, the capture reader thread, the tokio
+//! runtime for application sockets, stats and shutdown. This is the only layer that reads
+//! the clock.
+//!
+//! ```text
+//!  capture reader thread ──frames──▶ worker 0..N (sessions: Connection / Listener) ──▶ pcap inject
+//!                                       ▲   │ stream data / events (bounded, credit-based)
+//!                         commands ─────┘   ▼
+//!                 tokio runtime: SOCKS5 / HTTP CONNECT / forwards (client), dialed targets (server)
+//! ```
+
+mod bridge;
+mod client;
+mod server;
+mod stats;
+mod worker;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub use stats::{Snapshot, Stats};
+
+use crate::config::{Config, Host, HostPort, Protocol, Role};
+use crate::crypto::{Cipher, Psk};
+use crate::endpoint::{ConnConfig, Listener};
+use crate::faketcp::FlowConfig;
+use crate::io::{self, PacketRx, PacketTx, PcapOptions};
+use crate::kcp::KcpConfig;
+use crate::mux::MuxConfig;
+use crate::tunnel::Target;
+use crate::wire::{self, LinkType, TcpFlags};
+use bridge::Input;
+use worker::{ClientSide, Worker, WorkerParts};
+
+/// Largest number of client flows one server worker keeps.
+const MAX_FLOWS_PER_WORKER: usize = 4096;
+/// Depth of each worker's input queue (frames and commands).
+const WORKER_QUEUE: usize = 8192;
+/// Capture buffer the reader thread reads into.
+const CAPTURE_BUF: usize = 65536;
+
+/// Options of `rawtun run` that are not in the config file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Write counters as JSON here every second and at exit.
+    pub stats_file: Option<PathBuf>,
+}
+
+/// The capture handle and one transmit handle per worker.
+type PacketHandles = (Box<dyn PacketRx>, Vec<Box<dyn PacketTx>>);
+
+/// Everything both roles resolve from the config and the machine before starting.
+struct Plan {
+    interface: String,
+    local_ip: IpAddr,
+    local_mac: [u8; 6],
+    router_mac: Option<[u8; 6]>,
+    conn: ConnConfig,
+    workers: usize,
+}
+
+pub fn kcp_config(k: &crate::config::Kcp) -> KcpConfig {
+    KcpConfig {
+        nodelay: k.nodelay,
+        interval_ms: k.interval_ms,
+        resend: k.resend,
+        nocongestion: k.nocongestion,
+        mtu: k.mtu,
+        sndwnd: k.sndwnd,
+        rcvwnd: k.rcvwnd,
+        wdelay: k.wdelay,
+        acknodelay: k.acknodelay,
+    }
+}
+
+pub fn conn_config(cfg: &Config, psk: Psk, link: LinkType) -> ConnConfig {
+    let t = &cfg.transport;
+    ConnConfig {
+        flow: FlowConfig {
+            link,
+            local_flags: cfg
+                .network
+                .tcp
+                .local_flag
+                .iter()
+                .map(|&b| TcpFlags(b))
+                .collect(),
+            handshake: cfg.network.tcp.handshake,
+            ..FlowConfig::default()
+        },
+        cipher: t.kcp.block,
+        psk: Arc::new(psk),
+        kcp: kcp_config(&t.kcp),
+        mux: MuxConfig {
+            stream_window: t.kcp.streambuf.min(u32::MAX as usize) as u32,
+            session_window: t.kcp.smuxbuf.min(u32::MAX as usize) as u32,
+            keepalive: t.timeouts.keepalive,
+            idle_timeout: t.timeouts.idle,
+        },
+        handshake_timeout: t.timeouts.handshake,
+    }
+}
+
+pub fn target_of(hp: &HostPort) -> Target {
+    match &hp.host {
+        Host::Ip(ip) => Target::Ip(SocketAddr::new(*ip, hp.port)),
+        Host::Domain(d) => Target::Domain(d.clone(), hp.port),
+    }
+}
+
+fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan, PacketHandles)> {
+    let interface = cfg
+        .network
+        .interface
+        .clone()
+        .context("network.interface is not set (automatic detection is not implemented yet)")?;
+    let v6 = peer_ip.is_some_and(|ip| ip.is_ipv6())
+        || (cfg.network.ipv4.is_none() && cfg.network.ipv6.is_some());
+    let addr_cfg = if v6 {
+        &cfg.network.ipv6
+    } else {
+        &cfg.network.ipv4
+    };
+    let configured_ip = addr_cfg
+        .as_ref()
+        .map(|a| a.addr.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let local_ip = match configured_ip {
+        Some(ip) => ip,
+        None => crate::sys::interface_addrs(&interface)
+            .with_context(|| format!("reading addresses of {interface}"))?
+            .into_iter()
+            .find(|ip| ip.is_ipv6() == v6 && !ip.is_loopback())
+            .with_context(|| {
+                format!(
+                    "{interface} has no {} address",
+                    if v6 { "IPv6" } else { "IPv4" }
+                )
+            })?,
+    };
+    let workers = cfg.performance.packet_workers.max(1);
+    let tx_count = match cfg.role {
+        Role::Client => workers.min(cfg.transport.conn as usize).max(1),
+        Role::Server => workers,
+    };
+    let filter = match cfg.role {
+        Role::Server => io::tunnel_filter(cfg.listen.map_or(0, |l| l.port()), None),
+        Role::Client => io::tunnel_filter(0, cfg.server),
+    };
+    let opts = PcapOptions {
+        interface: interface.clone(),
+        filter,
+        sockbuf: cfg.network.pcap_sockbuf,
+        // libpcap sizes ring slots by snaplen: a 64 KiB snaplen leaves room for only a few
+        // dozen frames in the buffer. Tunnel frames never exceed the interface MTU.
+        snaplen: crate::sys::interface_mtu(&interface)
+            .map_or(2048, |m| m as usize + 64)
+            .max(1600),
+    };
+    let (rx, tx, link) = io::open_pcap(&opts).with_context(|| format!("opening {interface}"))?;
+    let mut txs: Vec<Box<dyn PacketTx>> = vec![Box::new(tx)];
+    for _ in 1..tx_count {
+        let (_, tx, _) = io::open_pcap(&opts)?;
+        txs.push(Box::new(tx));
+    }
+    let local_mac = match link {
+        LinkType::Ethernet => crate::sys::interface_mac(&interface)
+            .with_context(|| format!("reading the MAC address of {interface}"))?,
+        LinkType::RawIp => [0; 6],
+    };
+    let mut router_mac = addr_cfg.as_ref().and_then(|a| a.router_mac);
+    if router_mac.is_none() && link == LinkType::Ethernet {
+        if let Some(ip) = peer_ip {
+            router_mac = crate::sys::neighbor_mac(ip, &interface).ok().flatten();
+        }
+    }
+    Ok((
+        Plan {
+            interface,
+            local_ip,
+            local_mac,
+            router_mac,
+            conn: conn_config(cfg, psk, link),
+            workers: tx_count,
+        },
+        (Box::new(rx), txs),
+    ))
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
+    if !crate::sys::is_root_or_capable() {
+        bail!("rawtun needs root or CAP_NET_RAW + CAP_NET_ADMIN to capture and inject packets");
+    }
+    if cfg.transport.kcp.block == Cipher::None {
+        tracing::warn!("transport.kcp.block is `none`: tunnel traffic is NOT encrypted or authenticated after the handshake");
+    }
+    let psk = Psk::from_key(&cfg.transport.kcp.key).context("deriving the key")?;
+    let peer_ip = match cfg.role {
+        Role::Client => Some(
+            cfg.server
+                .context("server.addr is required on a client")?
+                .ip(),
+        ),
+        Role::Server => None,
+    };
+    let (plan, (mut rx, txs)) = plan(&cfg, peer_ip, psk)?;
+    let role = match cfg.role {
+        Role::Client => "client",
+        Role::Server => "server",
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rawtun-io")
+        .build()
+        .context("starting the tokio runtime")?;
+    let stats = Stats::new(plan.workers);
+    let shutdown = Arc::new(AtomicBool::new(false));
+
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    let server_ctx = Arc::new(server::ServerCtx {
+        policy: crate::proxy::DialPolicy {
+            timeout: cfg.transport.timeouts.dial,
+            permits: {
+                let acl = cfg.targets.clone();
+                Arc::new(move |ip| acl.permits(ip))
+            },
+        },
+    });
+    let link = plan.conn.flow.link;
+    for (index, tx) in txs.into_iter().enumerate() {
+        let (in_tx, in_rx) = flume::bounded(WORKER_QUEUE);
+        let parts = WorkerParts {
+            index,
+            inputs: in_rx,
+            self_tx: in_tx.clone(),
+            tx,
+            link,
+            cfg: plan.conn.clone(),
+            stats: stats.clone(),
+            runtime: runtime.handle().clone(),
+            shutdown: shutdown.clone(),
+        };
+        let worker = match cfg.role {
+            Role::Server => {
+                let listen = cfg.listen.context("listen.addr is required on a server")?;
+                let local = SocketAddr::new(plan.local_ip, listen.port());
+                let listener = Listener::new(
+                    plan.conn.clone(),
+                    local,
+                    plan.local_mac,
+                    plan.router_mac,
+                    MAX_FLOWS_PER_WORKER,
+                );
+                Worker::server(parts, listener, server_ctx.clone())
+            }
+            Role::Client => {
+                let server = cfg.server.context("server.addr is required on a client")?;
+                let router_mac = match (plan.router_mac, link) {
+                    (Some(m), _) => m,
+                    (None, LinkType::RawIp) => [0; 6],
+                    (None, LinkType::Ethernet) => bail!(
+                        "the gateway MAC for {server} is unknown: set network.ipv4.router_mac \
+                         (or ipv6.router_mac); it was not in the neighbour table of {}",
+                        plan.interface
+                    ),
+                };
+                let n = plan.workers;
+                let sessions = (cfg.transport.conn as usize + n - 1 - index) / n;
+                let fixed_port = cfg
+                    .network
+                    .ipv4
+                    .as_ref()
+                    .map(|a| a.addr.port())
+                    .filter(|&p| p != 0 && cfg.transport.conn == 1);
+                Worker::client(
+                    parts,
+                    ClientSide {
+                        server,
+                        local_ip: plan.local_ip,
+                        port_shard: (index as u16, n as u16),
+                        fixed_port,
+                        local_mac: plan.local_mac,
+                        router_mac,
+                        sessions,
+                        open_wait: cfg.transport.timeouts.handshake * 3,
+                    },
+                )
+            }
+        };
+        senders.push(in_tx);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("rawtun-worker-{index}"))
+                .spawn(move || worker.run())
+                .context("starting a packet worker")?,
+        );
+    }
+
+    // Capture reader: one thread hands frames to the worker that owns their flow.
+    let reader = {
+        let senders = senders.clone();
+        let shutdown = shutdown.clone();
+        let is_server = cfg.role == Role::Server;
+        std::thread::Builder::new()
+            .name("rawtun-capture".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; CAPTURE_BUF];
+                while !shutdown.load(Ordering::Relaxed) {
+                    let n = match rx.recv(&mut buf) {
+                        Ok(Some(n)) => n,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::error!(error = %e, "capture failed");
+                            break;
+                        }
+                    };
+                    let frame = &buf[..n];
+                    let i = if senders.len() == 1 {
+                        0
+                    } else {
+                        shard_of(link, frame, is_server, senders.len())
+                    };
+                    if senders[i].send(Input::Frame(frame.to_vec())).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the capture thread")?
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connector = client::TunnelConnector {
+        workers: Arc::new(senders.clone()),
+        next: Arc::new(AtomicUsize::new(0)),
+        timeout: cfg.transport.timeouts.dial + cfg.transport.timeouts.handshake * 3,
+        stats: stats.clone(),
+    };
+    let result = runtime.block_on(async {
+        if cfg.role == Role::Client {
+            start_front_ends(&cfg, connector, stop_rx.clone()).await?;
+        }
+        if let Some(path) = opts.stats_file.clone() {
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = stats.write_file(&path, role) {
+                        tracing::warn!(error = %e, path = %path.display(), "cannot write stats");
+                    }
+                }
+            });
+        }
+        tracing::info!(role, interface = %plan.interface, local = %plan.local_ip, workers = plan.workers, "rawtun running");
+        wait_for_signal().await;
+        anyhow::Ok(())
+    });
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    shutdown.store(true, Ordering::Relaxed);
+    drop(senders);
+    for h in handles {
+        let _ = h.join();
+    }
+    let _ = reader.join();
+    if let Some(path) = &opts.stats_file {
+        let _ = stats.write_file(path, role);
+    }
+    tracing::info!(stats = %stats.to_json(role), "final counters");
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Which worker owns a captured frame: by client address on a server, by local port (chosen
+/// per worker) on a client.
+fn shard_of(link: LinkType, frame: &[u8], is_server: bool, n: usize) -> usize {
+    match wire::parse_frame(link, frame) {
+        Ok(p) if is_server => {
+            let a = p.repr.src;
+            let h = match a.ip() {
+                IpAddr::V4(v4) => u32::from(v4) as u64,
+                IpAddr::V6(v6) => (u128::from(v6) as u64) ^ ((u128::from(v6) >> 64) as u64),
+            };
+            ((h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ a.port() as u64) % n as u64) as usize
+        }
+        Ok(p) => p.repr.dst.port() as usize % n,
+        Err(_) => 0,
+    }
+}
+
+async fn start_front_ends(
+    cfg: &Config,
+    connector: client::TunnelConnector,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    for rule in &cfg.socks5 {
+        let listener = tokio::net::TcpListener::bind(rule.listen)
+            .await
+            .with_context(|| format!("socks5: cannot listen on {}", rule.listen))?;
+        let auth = rule.auth.as_ref().map(|c| crate::proxy::Socks5Auth {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        });
+        tracing::info!(listen = %rule.listen, auth = auth.is_some(), "SOCKS5 ready");
+        tokio::spawn(crate::proxy::serve_socks5(
+            listener,
+            auth,
+            connector.clone(),
+            stop.clone(),
+        ));
+    }
+    for rule in &cfg.forward {
+        let target = target_of(&rule.target);
+        match rule.protocol {
+            Protocol::Tcp => {
+                let listener = tokio::net::TcpListener::bind(rule.listen)
+                    .await
+                    .with_context(|| format!("forward: cannot listen on {}", rule.listen))?;
+                tracing::info!(listen = %rule.listen, %target, "TCP forward ready");
+                tokio::spawn(crate::proxy::serve_tcp_forward(
+                    listener,
+                    target,
+                    connector.clone(),
+                    stop.clone(),
+                ));
+            }
+            Protocol::Udp => {
+                tracing::error!(listen = %rule.listen, %target, "UDP forwards are not supported yet: this rule is inactive");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,641 @@
+//! A packet worker: an OS thread that owns a shard of the flows, their sessions, a transmit
+//! handle and its buffers. It waits on one queue (captured frames and stream commands), then
+//! runs the sans-IO endpoint and sends what it produced. No lock on the per-packet path.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::bridge::{self, Command, Input, Slot, StreamKey, StreamMsg, StreamPort};
+use super::server::ServerCtx;
+use super::stats::{Snapshot, Stats};
+use crate::endpoint::{ConnConfig, ConnEvent, Connection, Listener, ListenerEvent, MAX_FRAME};
+use crate::faketcp::FlowAddrs;
+use crate::io::PacketTx;
+use crate::mux::MuxEvent;
+use crate::tunnel::{ConnectResult, OpenRequest, Protocol};
+use crate::wire::{self, LinkType};
+
+/// Longest a worker sleeps without looking at the shutdown flag.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How often a worker publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// Inputs handled per wake-up before transmitting (batching).
+const BATCH: usize = 256;
+/// Client reconnect backoff bounds.
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// A client's connection slot: one of `transport.conn` sessions.
+struct ClientSlot {
+    conn: Option<Connection>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+pub struct ClientSide {
+    pub server: SocketAddr,
+    pub local_ip: std::net::IpAddr,
+    /// Local ports are chosen so `port % workers == index`, so captured frames reach the
+    /// worker that owns their flow.
+    pub port_shard: (u16, u16),
+    pub fixed_port: Option<u16>,
+    pub local_mac: [u8; 6],
+    pub router_mac: [u8; 6],
+    pub sessions: usize,
+    /// How long an open waits for a session before failing.
+    pub open_wait: Duration,
+}
+
+struct ClientState {
+    side: ClientSide,
+    slots: Vec<ClientSlot>,
+    pending: VecDeque<PendingOpen>,
+    rr: usize,
+    /// Counters of sessions that have ended, so totals never go backwards.
+    closed: crate::endpoint::ConnStats,
+}
+
+type PendingOpen = (
+    Instant,
+    OpenRequest,
+    oneshot::Sender<Result<StreamPort, ConnectResult>>,
+);
+
+enum Role {
+    Client(ClientState),
+    Server(Listener, Arc<ServerCtx>),
+}
+
+pub struct Worker {
+    index: usize,
+    inputs: flume::Receiver<Input>,
+    self_tx: flume::Sender<Input>,
+    tx: Box<dyn PacketTx>,
+    link: LinkType,
+    cfg: ConnConfig,
+    role: Role,
+    streams: HashMap<StreamKey, Slot>,
+    generations: HashMap<SocketAddr, u64>,
+    next_generation: u64,
+    stats: Arc<Stats>,
+    runtime: tokio::runtime::Handle,
+    shutdown: Arc<AtomicBool>,
+    buf: Vec<u8>,
+    events: Vec<ListenerEvent>,
+    frames_in: u64,
+    parse_errors: u64,
+    send_errors: u64,
+    last_publish: Instant,
+}
+
+pub struct WorkerParts {
+    pub index: usize,
+    pub inputs: flume::Receiver<Input>,
+    pub self_tx: flume::Sender<Input>,
+    pub tx: Box<dyn PacketTx>,
+    pub link: LinkType,
+    pub cfg: ConnConfig,
+    pub stats: Arc<Stats>,
+    pub runtime: tokio::runtime::Handle,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub fn client(p: WorkerParts, side: ClientSide) -> Worker {
+        let now = Instant::now();
+        let slots = (0..side.sessions)
+            .map(|_| ClientSlot {
+                conn: None,
+                retry_at: now,
+                backoff: RECONNECT_MIN,
+            })
+            .collect();
+        Worker::new(
+            p,
+            Role::Client(ClientState {
+                side,
+                slots,
+                pending: VecDeque::new(),
+                rr: 0,
+                closed: Default::default(),
+            }),
+        )
+    }
+
+    pub fn server(p: WorkerParts, listener: Listener, ctx: Arc<ServerCtx>) -> Worker {
+        Worker::new(p, Role::Server(listener, ctx))
+    }
+
+    fn new(p: WorkerParts, role: Role) -> Worker {
+        Worker {
+            index: p.index,
+            inputs: p.inputs,
+            self_tx: p.self_tx,
+            tx: p.tx,
+            link: p.link,
+            cfg: p.cfg,
+            role,
+            streams: HashMap::new(),
+            generations: HashMap::new(),
+            next_generation: 1,
+            stats: p.stats,
+            runtime: p.runtime,
+            shutdown: p.shutdown,
+            buf: vec![0; MAX_FRAME],
+            events: Vec::new(),
+            frames_in: 0,
+            parse_errors: 0,
+            send_errors: 0,
+            last_publish: Instant::now(),
+        }
+    }
+
+    /// Runs until shutdown is requested or every input sender is gone.
+    pub fn run(mut self) {
+        loop {
+            if self.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            let wait_until = self
+                .poll_timeout()
+                .map_or(now + MAX_WAIT, |t| t.min(now + MAX_WAIT));
+            match self.inputs.recv_deadline(wait_until) {
+                Ok(input) => {
+                    self.handle_input(input);
+                    for _ in 0..BATCH {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.handle_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            self.handle_timeouts(now);
+            self.transmit(now);
+            self.dispatch_events();
+            if now >= self.last_publish + PUBLISH_EVERY {
+                self.last_publish = now;
+                self.publish();
+            }
+        }
+        self.publish();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.role {
+            Role::Server(l, _) => l.poll_timeout(),
+            Role::Client(c) => {
+                let mut t: Option<Instant> = c.pending.front().map(|p| p.0);
+                for s in &c.slots {
+                    let d = match &s.conn {
+                        Some(conn) => conn.poll_timeout(),
+                        None => Some(s.retry_at),
+                    };
+                    t = match (t, d) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                t
+            }
+        }
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::Frame(frame) => self.handle_frame(&frame),
+            Input::Cmd(c) => self.handle_command(c),
+        }
+    }
+
+    fn handle_frame(&mut self, frame: &[u8]) {
+        let now = Instant::now();
+        self.frames_in += 1;
+        let parsed = match wire::parse_frame(self.link, frame) {
+            Ok(p) => p,
+            Err(_) => {
+                self.parse_errors += 1;
+                return;
+            }
+        };
+        match &mut self.role {
+            Role::Server(listener, _) => {
+                let mut seed = rand::random::<u32>;
+                listener.handle_frame(&parsed, now, &mut seed);
+            }
+            Role::Client(c) => {
+                let dst = parsed.repr.dst;
+                let src = parsed.repr.src;
+                if src != c.side.server {
+                    self.parse_errors += 1;
+                    return;
+                }
+                for slot in c.slots.iter_mut() {
+                    if let Some(conn) = slot.conn.as_mut() {
+                        if conn.addrs().local.port() == dst.port() {
+                            conn.handle_frame(&parsed, now);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_command(&mut self, c: Command) {
+        match c {
+            Command::Open { req, reply } => {
+                if let Role::Client(cs) = &mut self.role {
+                    cs.pending
+                        .push_back((Instant::now() + cs.side.open_wait, req, reply));
+                } else {
+                    let _ = reply.send(Err(ConnectResult::Failure));
+                }
+                self.serve_pending_opens();
+            }
+            Command::Data { key, data } => {
+                if !self.with_conn(key, |conn| conn.stream_write(key.id, &data)) {
+                    self.drop_stream(key, true);
+                }
+            }
+            Command::Finish { key } => {
+                self.with_conn(key, |conn| {
+                    conn.stream_finish(key.id);
+                    true
+                });
+            }
+            Command::Reset { key } => {
+                self.with_conn(key, |conn| {
+                    conn.stream_reset(key.id);
+                    true
+                });
+                self.streams.remove(&key);
+            }
+            Command::Consumed { key, bytes } => {
+                self.with_conn(key, |conn| {
+                    conn.stream_consumed(key.id, bytes);
+                    true
+                });
+            }
+            Command::Close { key } => {
+                self.streams.remove(&key);
+            }
+        }
+    }
+
+    /// Runs `f` on the connection of `key` if its session generation is still current.
+    fn with_conn(&mut self, key: StreamKey, f: impl FnOnce(&mut Connection) -> bool) -> bool {
+        if self.generations.get(&key.conn) != Some(&key.generation) {
+            return false;
+        }
+        match &mut self.role {
+            Role::Server(l, _) => l.connection_mut(&key.conn).is_some_and(f),
+            Role::Client(c) => c
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.conn.as_mut())
+                .find(|conn| conn.addrs().local == key.conn)
+                .is_some_and(f),
+        }
+    }
+
+    fn drop_stream(&mut self, key: StreamKey, notify: bool) {
+        if let Some(slot) = self.streams.remove(&key) {
+            if notify {
+                let _ = slot.tx.send(StreamMsg::Reset);
+            }
+        }
+    }
+
+    fn serve_pending_opens(&mut self) {
+        let Role::Client(cs) = &mut self.role else {
+            return;
+        };
+        let now = Instant::now();
+        while let Some((deadline, _, _)) = cs.pending.front() {
+            let n = cs.slots.len();
+            let pick = (0..n).map(|i| (cs.rr + i) % n).find(|&i| {
+                cs.slots[i]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.phase() == crate::endpoint::Phase::Established)
+            });
+            let Some(i) = pick else {
+                if *deadline <= now {
+                    if let Some((_, req, reply)) = cs.pending.pop_front() {
+                        tracing::warn!(target = %req.target, "no tunnel session: open failed");
+                        let _ = reply.send(Err(ConnectResult::Failure));
+                    }
+                    continue;
+                }
+                return;
+            };
+            cs.rr = i + 1;
+            let Some((_, req, reply)) = cs.pending.pop_front() else {
+                return;
+            };
+            if reply.is_closed() {
+                continue;
+            }
+            let Some(conn) = cs.slots[i].conn.as_mut() else {
+                continue;
+            };
+            let mut header = Vec::new();
+            req.encode(&mut header);
+            let Some(id) = conn.open_stream(&header) else {
+                let _ = reply.send(Err(ConnectResult::Failure));
+                continue;
+            };
+            let addr = conn.addrs().local;
+            let generation = self.generations.get(&addr).copied().unwrap_or(0);
+            let key = StreamKey {
+                conn: addr,
+                generation,
+                id,
+            };
+            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone());
+            if reply.send(Ok(port)).is_ok() {
+                self.streams.insert(key, slot);
+            } else {
+                conn.stream_reset(id);
+            }
+        }
+    }
+
+    fn handle_timeouts(&mut self, now: Instant) {
+        match &mut self.role {
+            Role::Server(l, _) => l.handle_timeout(now, &mut self.events),
+            Role::Client(cs) => {
+                for slot in cs.slots.iter_mut() {
+                    match &mut slot.conn {
+                        Some(conn) => {
+                            if conn.poll_timeout().is_some_and(|t| t <= now) {
+                                conn.handle_timeout(now);
+                            }
+                            if conn.is_closed() {
+                                let local = conn.addrs().local;
+                                let st = conn.stats();
+                                cs.closed.handshakes_ok += st.handshakes_ok;
+                                cs.closed.auth_failures += st.auth_failures;
+                                cs.closed.packets_out += st.packets_out;
+                                cs.closed.bytes_in += st.bytes_in;
+                                cs.closed.bytes_out += st.bytes_out;
+                                while let Some(event) = conn.poll_event() {
+                                    self.events.push(ListenerEvent { peer: local, event });
+                                }
+                                slot.conn = None;
+                                slot.retry_at = now + slot.backoff;
+                                tracing::info!(
+                                    retry_in_ms = slot.backoff.as_millis() as u64,
+                                    "session lost; reconnecting"
+                                );
+                                slot.backoff = (slot.backoff * 2).min(RECONNECT_MAX);
+                            }
+                        }
+                        None if slot.retry_at <= now => {
+                            slot.conn = new_client_conn(&self.cfg, &cs.side, now);
+                            slot.retry_at = now + RECONNECT_MAX;
+                        }
+                        None => {}
+                    }
+                }
+                let expired = cs.pending.front().is_some_and(|p| p.0 <= now);
+                if expired {
+                    self.serve_pending_opens();
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant) {
+        let buf = &mut self.buf;
+        let tx = &mut self.tx;
+        let send_errors = &mut self.send_errors;
+        let mut send = |conn: &mut Connection| {
+            while let Some(r) = conn.poll_transmit(now, buf) {
+                if let Err(e) = tx.send(&buf[r]) {
+                    *send_errors += 1;
+                    tracing::debug!(error = %e, "send failed");
+                }
+            }
+        };
+        match &mut self.role {
+            Role::Server(l, _) => l.connections_mut().for_each(|(_, c)| send(c)),
+            Role::Client(cs) => cs
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.conn.as_mut())
+                .for_each(send),
+        }
+    }
+
+    fn dispatch_events(&mut self) {
+        match &mut self.role {
+            Role::Server(l, _) => l.poll_events(&mut self.events),
+            Role::Client(cs) => {
+                for slot in cs.slots.iter_mut() {
+                    if let Some(conn) = slot.conn.as_mut() {
+                        let local = conn.addrs().local;
+                        while let Some(event) = conn.poll_event() {
+                            if matches!(event, ConnEvent::Established) {
+                                slot.backoff = RECONNECT_MIN;
+                            }
+                            self.events.push(ListenerEvent { peer: local, event });
+                        }
+                    }
+                }
+            }
+        }
+        let events = std::mem::take(&mut self.events);
+        let mut opened = false;
+        for ListenerEvent { peer, event } in events {
+            match event {
+                ConnEvent::Established => {
+                    self.generations.insert(peer, self.next_generation);
+                    self.next_generation += 1;
+                    opened = true;
+                }
+                ConnEvent::SessionLost(_) => {
+                    self.generations.remove(&peer);
+                    let keys: Vec<StreamKey> = self
+                        .streams
+                        .keys()
+                        .filter(|k| k.conn == peer)
+                        .copied()
+                        .collect();
+                    for k in keys {
+                        self.drop_stream(k, true);
+                    }
+                }
+                ConnEvent::Stream(ev) => self.stream_event(peer, ev),
+            }
+        }
+        if opened {
+            self.serve_pending_opens();
+        }
+    }
+
+    fn stream_event(&mut self, peer: SocketAddr, ev: MuxEvent) {
+        let generation = self.generations.get(&peer).copied().unwrap_or(0);
+        let key = |id| StreamKey {
+            conn: peer,
+            generation,
+            id,
+        };
+        match ev {
+            MuxEvent::Opened { id, payload } => self.accept_stream(key(id), &payload),
+            MuxEvent::Data { id, data } => {
+                let ok = self
+                    .streams
+                    .get(&key(id))
+                    .is_some_and(|s| s.tx.send(StreamMsg::Data(data)).is_ok());
+                if !ok {
+                    self.streams.remove(&key(id));
+                    self.with_conn(key(id), |c| {
+                        c.stream_reset(id);
+                        true
+                    });
+                }
+            }
+            MuxEvent::Finished { id } => {
+                if let Some(s) = self.streams.get(&key(id)) {
+                    let _ = s.tx.send(StreamMsg::Fin);
+                }
+            }
+            MuxEvent::Reset { id } => self.drop_stream(key(id), true),
+            MuxEvent::Sent { id, bytes } => {
+                if let Some(s) = self.streams.get(&key(id)) {
+                    s.credit.add_permits(bytes);
+                }
+            }
+            MuxEvent::Pong { .. } => {}
+        }
+    }
+
+    /// Server: a client opened a stream.
+    fn accept_stream(&mut self, key: StreamKey, header: &[u8]) {
+        let Role::Server(_, ctx) = &self.role else {
+            // Clients do not accept streams from the server.
+            self.with_conn(key, |c| {
+                c.stream_reset(key.id);
+                true
+            });
+            return;
+        };
+        let ctx = ctx.clone();
+        let req = match OpenRequest::decode(header) {
+            Ok(r) if r.protocol == Protocol::Tcp => r,
+            Ok(r) => {
+                tracing::info!(target = %r.target, "UDP streams are not supported yet");
+                self.with_conn(key, |c| {
+                    c.stream_reset(key.id);
+                    true
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad stream open header");
+                self.with_conn(key, |c| {
+                    c.stream_reset(key.id);
+                    true
+                });
+                return;
+            }
+        };
+        let (slot, port) = bridge::stream_pair(key, self.self_tx.clone());
+        self.streams.insert(key, slot);
+        self.runtime.spawn(super::server::serve_stream(
+            port,
+            req,
+            ctx,
+            self.stats.clone(),
+        ));
+    }
+
+    fn publish(&mut self) {
+        let mut s = Snapshot {
+            frames_in: self.frames_in,
+            send_errors: self.send_errors,
+            streams_active: self.streams.len() as u64,
+            ..Snapshot::default()
+        };
+        let mut add = |conn: &Connection| {
+            let c = conn.stats();
+            if conn.phase() == crate::endpoint::Phase::Established {
+                s.sessions_active += 1;
+                s.rtt_ms = s.rtt_ms.max(conn.rtt_ms().unwrap_or(0) as u64);
+            }
+            s.handshakes_ok += c.handshakes_ok;
+            s.auth_failures += c.auth_failures;
+            s.replays += c.replays;
+            s.frames_out += c.packets_out;
+            s.bytes_in += c.bytes_in;
+            s.bytes_out += c.bytes_out;
+            s.rst_ignored += c.rst_ignored;
+        };
+        match &self.role {
+            Role::Server(l, _) => {
+                l.connections().for_each(|(_, c)| add(c));
+                let ls = l.stats();
+                s.auth_failures += ls.auth_failures_closed;
+                s.handshakes_ok += ls.handshakes_closed;
+                s.unknown_flow += ls.unknown_flow;
+            }
+            Role::Client(cs) => {
+                cs.slots
+                    .iter()
+                    .filter_map(|s| s.conn.as_ref())
+                    .for_each(add);
+                s.handshakes_ok += cs.closed.handshakes_ok;
+                s.auth_failures += cs.closed.auth_failures;
+                s.frames_out += cs.closed.packets_out;
+                s.bytes_in += cs.closed.bytes_in;
+                s.bytes_out += cs.closed.bytes_out;
+            }
+        }
+        self.stats.publish(self.index, s);
+    }
+}
+
+fn new_client_conn(cfg: &ConnConfig, side: &ClientSide, now: Instant) -> Option<Connection> {
+    let (index, workers) = side.port_shard;
+    let port = match side.fixed_port {
+        Some(p) => p,
+        None => {
+            // A random port in 32768..61000 that belongs to this worker's shard.
+            let base = 32768 + (rand::random::<u16>() % 28000);
+            base - (base % workers) + index
+        }
+    };
+    let addrs = FlowAddrs {
+        local: SocketAddr::new(side.local_ip, port),
+        remote: side.server,
+        local_mac: side.local_mac,
+        remote_mac: side.router_mac,
+    };
+    tracing::info!(local = %addrs.local, server = %side.server, "opening session");
+    match Connection::client(
+        cfg.clone(),
+        addrs,
+        rand::random(),
+        rand::random(),
+        rand::random(),
+        rand::random(),
+        now,
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start handshake");
+            None
+        }
+    }
+}

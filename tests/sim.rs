@@ -1,0 +1,404 @@
+//! Whole protocol stack (fake TCP + Noise + AEAD + KCP + mux) between a client
+//! [`Connection`] and a server [`Listener`] over a seeded lossy in-memory network, in virtual
+//! time: no sleeping, deterministic for a seed, seconds of wall time for minutes of network
+//! time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rawtun::crypto::{Cipher, Psk};
+use rawtun::endpoint::{ConnConfig, ConnEvent, Connection, Listener, ListenerEvent, Phase};
+use rawtun::faketcp::{FlowAddrs, FlowConfig};
+use rawtun::io::mem::{LinkModel, MemNetwork};
+use rawtun::kcp::KcpConfig;
+use rawtun::mux::{MuxConfig, MuxEvent, StreamId};
+use rawtun::wire::{parse_frame, LinkType};
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn client_addr() -> SocketAddr {
+    "198.18.0.1:40000".parse().unwrap()
+}
+fn server_addr() -> SocketAddr {
+    "198.18.0.2:9999".parse().unwrap()
+}
+
+fn conn_cfg(key: &str) -> ConnConfig {
+    ConnConfig {
+        flow: FlowConfig::default(),
+        cipher: Cipher::Aes256Gcm,
+        psk: Arc::new(Psk::from_bytes(blake_like(key))),
+        kcp: KcpConfig {
+            nodelay: true,
+            interval_ms: 10,
+            resend: 2,
+            nocongestion: true,
+            mtu: 1350,
+            sndwnd: 4096,
+            rcvwnd: 4096,
+            wdelay: false,
+            acknodelay: true,
+        },
+        mux: MuxConfig {
+            stream_window: 8 << 20,
+            session_window: 8 << 20,
+            keepalive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        },
+        handshake_timeout: Duration::from_secs(30),
+    }
+}
+
+/// A fixed 32-byte key from a label (tests only; the daemon derives keys with Argon2).
+fn blake_like(label: &str) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    for (i, b) in label.bytes().enumerate() {
+        k[i % 32] ^= b.wrapping_mul(31).wrapping_add(i as u8);
+    }
+    k
+}
+
+/// Deterministic test data: byte `i` of stream `s`.
+fn pattern(s: u64, i: u64) -> u8 {
+    let x = (i ^ (s << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8
+}
+
+struct Sim {
+    now: Instant,
+    net: MemNetwork,
+    client: Connection,
+    server: Listener,
+    buf: Vec<u8>,
+    rng: u64,
+}
+
+impl Sim {
+    fn new(model: LinkModel, client_key: &str, server_key: &str) -> Sim {
+        let now = Instant::now();
+        let client = Connection::client(
+            conn_cfg(client_key),
+            FlowAddrs {
+                local: client_addr(),
+                remote: server_addr(),
+                local_mac: CLIENT_MAC,
+                remote_mac: SERVER_MAC,
+            },
+            0x1234_5678,
+            777,
+            100,
+            42,
+            now,
+        )
+        .expect("handshake start");
+        let server = Listener::new(conn_cfg(server_key), server_addr(), SERVER_MAC, None, 16);
+        let mut rev = model.clone();
+        rev.seed ^= 0xdead_beef;
+        Sim {
+            now,
+            net: MemNetwork::new(model, rev),
+            client,
+            server,
+            buf: vec![0; rawtun::endpoint::MAX_FRAME],
+            rng: 0x5eed,
+        }
+    }
+
+    /// One round: deliver due frames, run timers, transmit. Returns events of both sides.
+    fn step(&mut self, client_ev: &mut Vec<ConnEvent>, server_ev: &mut Vec<ListenerEvent>) {
+        let now = self.now;
+        while let Some((to, frame)) = self.net.poll_deliver(now) {
+            let parsed = parse_frame(LinkType::Ethernet, &frame).expect("sim frames parse");
+            if to == 1 {
+                let rng = &mut self.rng;
+                let mut seed = move || {
+                    *rng ^= *rng << 13;
+                    *rng ^= *rng >> 7;
+                    *rng ^= *rng << 17;
+                    *rng as u32
+                };
+                self.server.handle_frame(&parsed, now, &mut seed);
+            } else {
+                self.client.handle_frame(&parsed, now);
+            }
+        }
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            self.client.handle_timeout(now);
+        }
+        self.server.handle_timeout(now, server_ev);
+        while let Some(r) = self.client.poll_transmit(now, &mut self.buf) {
+            self.net.send(now, 0, &self.buf[r]);
+        }
+        let buf = &mut self.buf;
+        let net = &mut self.net;
+        self.server.connections_mut().for_each(|(_, c)| {
+            while let Some(r) = c.poll_transmit(now, buf) {
+                net.send(now, 1, &buf[r]);
+            }
+        });
+        while let Some(e) = self.client.poll_event() {
+            client_ev.push(e);
+        }
+        self.server.poll_events(server_ev);
+    }
+
+    /// Moves virtual time to the next thing that is due.
+    fn advance(&mut self) {
+        let next = [
+            self.net.next_delivery(),
+            self.client.poll_timeout(),
+            self.server.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let floor = self.now + Duration::from_micros(100);
+        self.now = match next {
+            Some(t) if t > floor => t,
+            _ => floor,
+        };
+    }
+}
+
+/// Sends `total` bytes on one stream client → server through `model`; returns virtual time
+/// taken and checks every byte.
+fn transfer(model: LinkModel, total: u64) -> Duration {
+    let mut sim = Sim::new(model, "k", "k");
+    let start = sim.now;
+    let mut stream: Option<StreamId> = None;
+    let mut credit: i64 = 1 << 20;
+    let mut written = 0u64;
+    let mut received = 0u64;
+    let mut finished = false;
+    let mut cev = Vec::new();
+    let mut sev = Vec::new();
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let limit = start + Duration::from_secs(600);
+    while !finished {
+        assert!(
+            sim.now < limit,
+            "transfer stalled: {received} of {total} bytes"
+        );
+        sim.step(&mut cev, &mut sev);
+        for e in cev.drain(..) {
+            match e {
+                ConnEvent::Established => {
+                    stream = Some(sim.client.open_stream(b"sim").expect("open stream"));
+                }
+                ConnEvent::Stream(MuxEvent::Sent { bytes, .. }) => credit += bytes as i64,
+                ConnEvent::SessionLost(r) => panic!("client session lost: {r:?}"),
+                _ => {}
+            }
+        }
+        for ListenerEvent { peer, event } in sev.drain(..) {
+            match event {
+                ConnEvent::Stream(MuxEvent::Opened { payload, .. }) => {
+                    assert_eq!(payload, b"sim");
+                }
+                ConnEvent::Stream(MuxEvent::Data { id, data }) => {
+                    for (i, b) in data.iter().enumerate() {
+                        let want = pattern(1, received + i as u64);
+                        assert_eq!(*b, want, "byte {} differs", received + i as u64);
+                    }
+                    received += data.len() as u64;
+                    let conn = sim.server.connection_mut(&peer).expect("server conn");
+                    conn.stream_consumed(id, data.len());
+                }
+                ConnEvent::Stream(MuxEvent::Finished { .. }) => {
+                    assert_eq!(received, total);
+                    finished = true;
+                }
+                ConnEvent::SessionLost(r) => panic!("server session lost: {r:?}"),
+                _ => {}
+            }
+        }
+        if let Some(id) = stream {
+            while credit > 0 && written < total {
+                let n = (64 * 1024).min(total - written).min(credit as u64);
+                chunk.clear();
+                chunk.extend((0..n).map(|i| pattern(1, written + i)));
+                assert!(sim.client.stream_write(id, &chunk));
+                written += n;
+                credit -= n as i64;
+                if written == total {
+                    sim.client.stream_finish(id);
+                }
+            }
+        }
+        sim.advance();
+    }
+    sim.now - start
+}
+
+#[test]
+fn ten_mib_through_loss_delay_and_reordering_arrives_intact() {
+    let model = LinkModel {
+        loss: 0.05,
+        delay: Duration::from_millis(100),
+        jitter: Duration::ZERO,
+        reorder: 0.02,
+        duplicate: 0.0,
+        mtu: 1514,
+        seed: 7,
+    };
+    let took = transfer(model, 10 << 20);
+    eprintln!("10 MiB at 5% loss, 200 ms RTT, 2% reorder: {took:?} of virtual time");
+}
+
+#[test]
+fn duplication_and_jitter_do_not_corrupt() {
+    let model = LinkModel {
+        loss: 0.01,
+        delay: Duration::from_millis(30),
+        jitter: Duration::from_millis(10),
+        reorder: 0.05,
+        duplicate: 0.02,
+        mtu: 1514,
+        seed: 11,
+    };
+    transfer(model, 2 << 20);
+}
+
+#[test]
+fn wrong_key_never_establishes_and_counts_auth_failures() {
+    let model = LinkModel {
+        loss: 0.0,
+        delay: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        reorder: 0.0,
+        duplicate: 0.0,
+        mtu: 1514,
+        seed: 3,
+    };
+    let mut sim = Sim::new(model, "client-key", "server-key");
+    let mut cev = Vec::new();
+    let mut sev = Vec::new();
+    let end = sim.now + Duration::from_secs(10);
+    while sim.now < end {
+        sim.step(&mut cev, &mut sev);
+        sim.advance();
+    }
+    assert!(cev.iter().all(|e| !matches!(e, ConnEvent::Established)));
+    assert!(sev
+        .iter()
+        .all(|e| !matches!(e.event, ConnEvent::Established)));
+    assert_ne!(sim.client.phase(), Phase::Established);
+    let failures: u64 = sim
+        .server
+        .connections()
+        .map(|(_, c)| c.stats().auth_failures)
+        .sum::<u64>()
+        + sim.server.stats().auth_failures_closed;
+    assert!(failures >= 2, "server counted {failures} auth failures");
+    assert_eq!(
+        sim.server
+            .connections()
+            .map(|(_, c)| c.stats().handshakes_ok)
+            .sum::<u64>(),
+        0
+    );
+}
+
+/// 50 streams at once, each echoed back by the server while it is still being sent (both
+/// directions busy, every stream's window in play).
+#[test]
+fn fifty_streams_echoed_concurrently() {
+    const STREAMS: usize = 50;
+    const LEN: u64 = 512 * 1024;
+    let model = LinkModel {
+        loss: 0.01,
+        delay: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        reorder: 0.0,
+        duplicate: 0.0,
+        mtu: 1514,
+        seed: 5,
+    };
+    let mut sim = Sim::new(model, "k", "k");
+    let start = sim.now;
+    let mut ids: Vec<StreamId> = Vec::new();
+    let mut credit: Vec<i64> = Vec::new();
+    let mut written = vec![0u64; STREAMS];
+    let mut echoed = vec![0u64; STREAMS];
+    let mut server_credit: std::collections::HashMap<StreamId, i64> = Default::default();
+    let mut server_backlog: std::collections::HashMap<StreamId, Vec<u8>> = Default::default();
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    let mut chunk = Vec::new();
+    let limit = start + Duration::from_secs(300);
+    while echoed.iter().any(|&e| e < LEN) {
+        assert!(sim.now < limit, "stalled: echoed {echoed:?}");
+        sim.step(&mut cev, &mut sev);
+        for e in cev.drain(..) {
+            match e {
+                ConnEvent::Established => {
+                    for _ in 0..STREAMS {
+                        ids.push(sim.client.open_stream(b"echo").expect("open"));
+                        credit.push(256 * 1024);
+                    }
+                }
+                ConnEvent::Stream(MuxEvent::Sent { id, bytes }) => {
+                    let i = ids.iter().position(|&x| x == id).expect("known stream");
+                    credit[i] += bytes as i64;
+                }
+                ConnEvent::Stream(MuxEvent::Data { id, data }) => {
+                    let i = ids.iter().position(|&x| x == id).expect("known stream");
+                    for (k, b) in data.iter().enumerate() {
+                        assert_eq!(*b, pattern(i as u64, echoed[i] + k as u64));
+                    }
+                    echoed[i] += data.len() as u64;
+                    sim.client.stream_consumed(id, data.len());
+                }
+                ConnEvent::SessionLost(r) => panic!("client session lost: {r:?}"),
+                _ => {}
+            }
+        }
+        let mut peer = None;
+        for ListenerEvent { peer: p, event } in sev.drain(..) {
+            peer = Some(p);
+            match event {
+                ConnEvent::Stream(MuxEvent::Opened { id, .. }) => {
+                    server_credit.insert(id, 256 * 1024);
+                }
+                ConnEvent::Stream(MuxEvent::Data { id, data }) => {
+                    server_backlog
+                        .entry(id)
+                        .or_default()
+                        .extend_from_slice(&data);
+                }
+                ConnEvent::Stream(MuxEvent::Sent { id, bytes }) => {
+                    *server_credit.entry(id).or_default() += bytes as i64;
+                }
+                ConnEvent::SessionLost(r) => panic!("server session lost: {r:?}"),
+                _ => {}
+            }
+        }
+        // The server application echoes what it has, as far as its credit allows, and only
+        // then reports the bytes consumed (like a socket write completing).
+        if let Some(p) = peer.or_else(|| sim.server.connections().next().map(|(p, _)| *p)) {
+            let conn = sim.server.connection_mut(&p).expect("server conn");
+            for (id, backlog) in server_backlog.iter_mut() {
+                let c = server_credit.entry(*id).or_default();
+                let n = backlog.len().min((*c).max(0) as usize);
+                if n > 0 {
+                    assert!(conn.stream_write(*id, &backlog[..n]));
+                    conn.stream_consumed(*id, n);
+                    backlog.drain(..n);
+                    *c -= n as i64;
+                }
+            }
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            while credit[i] > 0 && written[i] < LEN {
+                let n = (16 * 1024).min(LEN - written[i]).min(credit[i] as u64);
+                chunk.clear();
+                chunk.extend((0..n).map(|k| pattern(i as u64, written[i] + k)));
+                assert!(sim.client.stream_write(id, &chunk));
+                written[i] += n;
+                credit[i] -= n as i64;
+            }
+        }
+        sim.advance();
+    }
+}
