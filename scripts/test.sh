@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# test.sh — THE test command of rawtun (CI runs it through .ci/run). Needs root: the
+# end-to-end tests build network namespaces, install firewall rules and open raw sockets.
+#
+# Steps: deps.sh, cargo fmt --check, clippy (-D warnings), cargo test --all-targets (unit,
+# integration, namespace e2e, benches in test mode), doc tests, cargo doc (-D warnings).
+# Ends with one summary line: "test.sh: PASS ..." or "test.sh: FAIL at <step> ...".
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ $EUID -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo -E env "PATH=$PATH" bash "$0" "$@"
+    fi
+    echo "test.sh: must run as root (namespaces, iptables, raw sockets) and sudo is missing" >&2
+    exit 1
+fi
+
+start=$(date +%s)
+done_steps=()
+step() {
+    local name=$1
+    shift
+    local t0
+    t0=$(date +%s)
+    echo "=== $name: $*"
+    if ! "$@"; then
+        echo "test.sh: FAIL at $name after $(($(date +%s) - start)) s (passed: ${done_steps[*]:-none})"
+        exit 1
+    fi
+    done_steps+=("$name")
+    echo "=== $name ok ($(($(date +%s) - t0)) s)"
+}
+
+step deps bash scripts/deps.sh
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --all-targets -- -D warnings
+# Tests have their own deadlines; the outer timeout only guards CI against a wedged run.
+step test timeout 1500 cargo test --all-targets --no-fail-fast
+step doctest cargo test --doc
+step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
+echo "test.sh: PASS (${done_steps[*]}) in $(($(date +%s) - start)) s"
