@@ -16,6 +16,7 @@ pub mod handshake;
 mod key;
 pub mod packet;
 mod replay;
+pub mod reset;
 
 pub use cipher::{Cipher, CipherError};
 pub use handshake::{respond, HandshakeError, Initiator, SessionCrypto, MAX_PAYLOAD};

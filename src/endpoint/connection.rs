@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::crypto::reset::{self, RESET_PREFIX};
 use crate::crypto::{self, Cipher, HandshakeError, Initiator, Opener, Psk, Sealer};
 use crate::faketcp::{Flow, FlowAddrs, FlowConfig, Inbound};
 use crate::kcp::{KcpConfig, KcpSession};
@@ -26,6 +27,11 @@ const HANDSHAKE_RETRY_MAX: Duration = Duration::from_secs(4);
 /// How often a server answers undecryptable packets on a live flow by trying them as a new
 /// handshake (a client that restarted on the same port) — a DH per attempt, so rate-limited.
 const REHANDSHAKE_INTERVAL: Duration = Duration::from_millis(200);
+/// A server answers undecryptable packets on a flow it has no session for with a stateless
+/// reset at most this often.
+const RESET_INTERVAL: Duration = Duration::from_millis(100);
+/// How many recently sent packet prefixes a client remembers to recognise a reset.
+const SENT_PREFIXES: usize = 128;
 
 /// Everything a connection needs, shared by all connections of a daemon.
 #[derive(Clone)]
@@ -134,6 +140,12 @@ pub struct Connection {
     rx_scratch: Vec<u8>,
     mux_scratch: Vec<u8>,
     is_client: bool,
+    /// Client: the first bytes of recently sealed packets (ring), to check resets against.
+    sent_prefixes: Vec<[u8; RESET_PREFIX]>,
+    sent_pos: usize,
+    /// Server: a reset to send for this packet prefix.
+    pending_reset: Option<[u8; RESET_PREFIX]>,
+    last_reset: Option<Instant>,
 }
 
 fn digest(bytes: &[u8]) -> u64 {
@@ -177,6 +189,10 @@ impl Connection {
             rx_scratch: vec![0; MAX_FRAME],
             mux_scratch: Vec::with_capacity(64 * 1024),
             is_client: true,
+            sent_prefixes: vec![[0; RESET_PREFIX]; SENT_PREFIXES],
+            sent_pos: 0,
+            pending_reset: None,
+            last_reset: None,
         })
     }
 
@@ -200,6 +216,10 @@ impl Connection {
             rx_scratch: vec![0; MAX_FRAME],
             mux_scratch: Vec::with_capacity(64 * 1024),
             is_client: false,
+            sent_prefixes: Vec::new(),
+            sent_pos: 0,
+            pending_reset: None,
+            last_reset: None,
         }
     }
 
@@ -381,6 +401,14 @@ impl Connection {
                 accepted_msg2,
                 last_rehandshake,
             } => {
+                // Opening works in place and scrambles the bytes when it fails; keep a copy of
+                // packets short enough to be a stateless reset.
+                let mut short = [0u8; reset::RESET_MAX];
+                let maybe_reset =
+                    self.is_client && (reset::RESET_MIN..=reset::RESET_MAX).contains(&n);
+                if maybe_reset {
+                    short[..n].copy_from_slice(&self.rx_scratch[..n]);
+                }
                 let opened = session.opener.open(&mut self.rx_scratch[..n]);
                 match opened {
                     Ok(pt) => {
@@ -396,8 +424,24 @@ impl Connection {
                         }
                         self.drain_kcp(now);
                     }
-                    Err(crypto::OpenError::Replay) => {}
-                    Err(_) => {
+                    Err(e) => {
+                        // Checked whatever the error: a reset's first bytes may also decode
+                        // as an old (replayed) counter.
+                        if maybe_reset {
+                            if let Some(p) = reset::check_reset(&psk, &short[..n]) {
+                                if self.sent_prefixes.contains(&p) {
+                                    tracing::info!(
+                                        peer = %self.flow.addrs().remote,
+                                        "server has no session for us (it restarted): reconnecting"
+                                    );
+                                    self.close(CloseReason::PeerRestarted);
+                                    return;
+                                }
+                            }
+                        }
+                        if e == crypto::OpenError::Replay {
+                            return;
+                        }
                         let d = digest(&self.rx_scratch[..n]);
                         if let Some((m1, _)) = replay_msg {
                             if *m1 == d {
@@ -465,6 +509,17 @@ impl Connection {
             Err(e) => {
                 self.stats.auth_failures += 1;
                 tracing::debug!(peer = %self.flow.addrs().remote, error = %e, "handshake rejected");
+                // It may be a data packet of a session this server lost (restart): tell the
+                // client, statelessly, so it reconnects now rather than at its idle timeout.
+                if matches!(self.state, State::ServerWait)
+                    && n >= RESET_PREFIX
+                    && self.last_reset.is_none_or(|t| now >= t + RESET_INTERVAL)
+                {
+                    let mut p = [0u8; RESET_PREFIX];
+                    p.copy_from_slice(&self.rx_scratch[..RESET_PREFIX]);
+                    self.pending_reset = Some(p);
+                    self.last_reset = Some(now);
+                }
             }
         }
     }
@@ -505,7 +560,17 @@ impl Connection {
         }
         let at = self.flow.headroom();
         let r = match &mut self.state {
-            State::Closed | State::ServerWait => return None,
+            State::ServerWait => {
+                let prefix = self.pending_reset.take()?;
+                let len = reset::write_reset(
+                    &self.cfg.psk,
+                    &prefix,
+                    prefix[0] ^ prefix[15],
+                    buf.get_mut(at..)?,
+                )?;
+                self.flow.encapsulate(now, buf, at, len).ok()?
+            }
+            State::Closed => return None,
             State::ClientHello {
                 msg1,
                 next_send,
@@ -579,6 +644,11 @@ impl Connection {
                         return None;
                     }
                 };
+                if self.is_client && sealed >= RESET_PREFIX {
+                    let slot = self.sent_pos % SENT_PREFIXES;
+                    self.sent_prefixes[slot].copy_from_slice(&buf[at..at + RESET_PREFIX]);
+                    self.sent_pos = self.sent_pos.wrapping_add(1);
+                }
                 self.flow.encapsulate(now, buf, at, sealed).ok()?
             }
         };
