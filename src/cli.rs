@@ -22,11 +22,43 @@ pub enum Command {
         /// Write counters as JSON to this file every second and at exit.
         #[arg(long)]
         stats_file: Option<PathBuf>,
+        /// Status socket for `rawtun status` (default /run/rawtun/<config name>.sock).
+        #[arg(long)]
+        status_socket: Option<PathBuf>,
+        /// Seconds open streams may drain after SIGTERM.
+        #[arg(long, default_value_t = 5)]
+        drain: u64,
     },
     /// Validate a config file and print the effective configuration with defaults.
     Check {
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// Round trips to the server over the raw path (needs a client config).
+    Ping {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Number of probes.
+        #[arg(short = 'n', long, default_value_t = 5)]
+        count: u32,
+        /// Milliseconds between probes.
+        #[arg(short, long, default_value_t = 1000)]
+        interval: u64,
+        /// Seconds to wait for the session and for the last reply.
+        #[arg(short = 'W', long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Show a running daemon's sessions and counters.
+    Status {
+        /// The daemon's config (to find its status socket).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The status socket (overrides --config).
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+        /// Print the raw JSON report.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a new random key (64 hex characters) for transport.kcp.key.
     Secret,

@@ -3,30 +3,101 @@
 
 mod cli;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use rawtun::config::{self, Config, LogLevel};
+use rawtun::daemon::control;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 
-fn init_logging(level: LogLevel) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RAWTUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_filter()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+/// Sets up logging to stderr; the returned function changes the level later (SIGHUP).
+/// `RAWTUN_LOG` (an env-filter directive) overrides the configured level.
+fn init_logging(level: LogLevel) -> Arc<dyn Fn(LogLevel) + Send + Sync> {
+    let from_env = std::env::var("RAWTUN_LOG").ok();
+    let filter = from_env
+        .as_deref()
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new(level.as_filter()));
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
         .try_init();
+    Arc::new(move |level: LogLevel| {
+        if from_env.is_none() {
+            let _ = handle.modify(|f| *f = EnvFilter::new(level.as_filter()));
+        }
+    })
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_CONFIG)
     })
+}
+
+fn check(config: &Path) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = rawtun::crypto::Psk::from_key(&cfg.transport.kcp.key) {
+        eprintln!("error: {}: transport.kcp.key: {e}", config.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    print!("{}", cfg.to_effective_yaml());
+    let k = &cfg.transport.kcp;
+    for rtt_ms in [200u64, 500] {
+        let (kcp, stream) = k.window_cap_bps(Duration::from_millis(rtt_ms));
+        println!(
+            "# window caps at {rtt_ms} ms RTT: KCP {:.1} Mbit/s, per stream {:.1} Mbit/s",
+            kcp as f64 / 1e6,
+            stream as f64 / 1e6
+        );
+    }
+    if k.block == rawtun::crypto::Cipher::None {
+        println!("# warning: block `none` sends tunnel traffic unencrypted");
+    }
+    println!("# {}: OK", config.display());
+    ExitCode::SUCCESS
+}
+
+fn status(config: Option<PathBuf>, socket: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => control::default_socket(&c),
+        (None, None) => {
+            eprintln!("error: give --config FILE or --socket PATH");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match control::query_status(&path) {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            print!("{}", control::render_status(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -40,38 +111,81 @@ fn main() -> ExitCode {
             println!("{}", rawtun::crypto::generate_secret());
             ExitCode::SUCCESS
         }
-        cli::Command::Check { config } => {
+        cli::Command::Check { config } => check(&config),
+        cli::Command::Status {
+            config,
+            socket,
+            json,
+        } => status(config, socket, json),
+        cli::Command::Ping {
+            config,
+            count,
+            interval,
+            timeout,
+        } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            if let Err(e) = rawtun::crypto::Psk::from_key(&cfg.transport.kcp.key) {
-                eprintln!("error: {}: transport.kcp.key: {e}", config.display());
-                return ExitCode::from(EXIT_CONFIG);
+            init_logging(LogLevel::Warn);
+            let opts = rawtun::daemon::ping::PingOptions {
+                count,
+                interval: Duration::from_millis(interval),
+                timeout: Duration::from_secs(timeout),
+            };
+            match rawtun::daemon::ping::ping(&cfg, &opts) {
+                Ok(s) => {
+                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    println!(
+                        "--- {} probes sent, {} received, {:.1}% loss",
+                        s.sent,
+                        s.received,
+                        s.loss_percent()
+                    );
+                    if !s.rtts.is_empty() {
+                        let min = s.rtts.iter().min().copied().unwrap_or_default();
+                        let max = s.rtts.iter().max().copied().unwrap_or_default();
+                        let avg = s.rtts.iter().sum::<Duration>() / s.rtts.len() as u32;
+                        println!(
+                            "rtt min/avg/max = {:.2}/{:.2}/{:.2} ms",
+                            ms(min),
+                            ms(avg),
+                            ms(max)
+                        );
+                    }
+                    if s.received > 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(EXIT_RUNTIME)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
             }
-            print!("{}", cfg.to_effective_yaml());
-            let k = &cfg.transport.kcp;
-            for rtt_ms in [200u64, 500] {
-                let (kcp, stream) = k.window_cap_bps(Duration::from_millis(rtt_ms));
-                println!(
-                    "# window caps at {rtt_ms} ms RTT: KCP {:.1} Mbit/s, per stream {:.1} Mbit/s",
-                    kcp as f64 / 1e6,
-                    stream as f64 / 1e6
-                );
-            }
-            if k.block == rawtun::crypto::Cipher::None {
-                println!("# warning: block `none` sends tunnel traffic unencrypted");
-            }
-            println!("# {}: OK", config.display());
-            ExitCode::SUCCESS
         }
-        cli::Command::Run { config, stats_file } => {
+        cli::Command::Run {
+            config,
+            stats_file,
+            status_socket,
+            drain,
+        } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cfg.log_level);
-            match rawtun::daemon::run(cfg, rawtun::daemon::RunOptions { stats_file }) {
+            let set_log_level = init_logging(cfg.log_level);
+            let opts = rawtun::daemon::RunOptions {
+                stats_file,
+                status_socket: Some(
+                    status_socket.unwrap_or_else(|| control::default_socket(&config)),
+                ),
+                drain: Duration::from_secs(drain),
+                config_path: Some(config),
+                set_log_level: Some(set_log_level),
+            };
+            match rawtun::daemon::run(cfg, opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -11,6 +11,9 @@
 
 mod bridge;
 mod client;
+pub mod control;
+mod frontends;
+pub mod ping;
 mod server;
 mod stats;
 mod worker;
@@ -25,7 +28,7 @@ use anyhow::{bail, Context};
 
 pub use stats::{Snapshot, Stats};
 
-use crate::config::{Config, Host, HostPort, Protocol, Role};
+use crate::config::{Config, Host, HostPort, Role};
 use crate::crypto::{Cipher, Psk};
 use crate::endpoint::{ConnConfig, Listener};
 use crate::faketcp::FlowConfig;
@@ -45,10 +48,29 @@ const WORKER_QUEUE: usize = 8192;
 const CAPTURE_BUF: usize = 65536;
 
 /// Options of `rawtun run` that are not in the config file.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Write counters as JSON here every second and at exit.
     pub stats_file: Option<PathBuf>,
+    /// Serve `rawtun status` on this unix socket.
+    pub status_socket: Option<PathBuf>,
+    /// On SIGTERM, how long open streams may drain before the daemon exits.
+    pub drain: Duration,
+    /// The config file, re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// Applies a new log level (SIGHUP).
+    pub set_log_level: Option<Arc<dyn Fn(crate::config::LogLevel) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("stats_file", &self.stats_file)
+            .field("status_socket", &self.status_socket)
+            .field("drain", &self.drain)
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The capture handle and one transmit handle per worker.
@@ -219,7 +241,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .thread_name("rawtun-io")
         .build()
         .context("starting the tokio runtime")?;
-    let stats = Stats::new(plan.workers);
+    let stats = Stats::new(role, plan.workers);
     let shutdown = Arc::new(AtomicBool::new(false));
 
     let mut senders = Vec::new();
@@ -335,7 +357,6 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             .context("starting the capture thread")?
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connector = client::TunnelConnector {
         workers: Arc::new(senders.clone()),
         next: Arc::new(AtomicUsize::new(0)),
@@ -343,8 +364,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         stats: stats.clone(),
     };
     let result = runtime.block_on(async {
+        let mut front = frontends::FrontEnds::default();
         if cfg.role == Role::Client {
-            start_front_ends(&cfg, connector, stop_rx.clone()).await?;
+            front.apply(&cfg, &connector).await?;
         }
         if let Some(path) = opts.stats_file.clone() {
             let stats = stats.clone();
@@ -352,18 +374,32 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    if let Err(e) = stats.write_file(&path, role) {
+                    if let Err(e) = stats.write_file(&path) {
                         tracing::warn!(error = %e, path = %path.display(), "cannot write stats");
                     }
                 }
             });
         }
+        if let Some(path) = opts.status_socket.clone() {
+            if let Err(e) = control::serve_status(path, stats.clone()).await {
+                tracing::warn!("status socket unavailable: {e:#}");
+            }
+        }
+        if let Some(addr) = cfg.metrics.listen {
+            control::serve_metrics(addr, stats.clone()).await?;
+        }
         tracing::info!(role, interface = %plan.interface, local = %plan.local_ip, workers = plan.workers, "rawtun running");
-        wait_for_signal().await;
+        let _ = crate::sys::notify::notify("READY=1");
+        let mut cfg = cfg.clone();
+        while let Signal::Reload = wait_for_signal().await {
+            reload(&mut cfg, &opts, &mut front, &connector).await;
+        }
+        let _ = crate::sys::notify::notify("STOPPING=1");
+        front.stop_all();
+        drain(&stats, opts.drain).await;
         anyhow::Ok(())
     });
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
     shutdown.store(true, Ordering::Relaxed);
     drop(senders);
     for h in handles {
@@ -371,9 +407,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     let _ = reader.join();
     if let Some(path) = &opts.stats_file {
-        let _ = stats.write_file(path, role);
+        let _ = stats.write_file(path);
     }
-    tracing::info!(stats = %stats.to_json(role), "final counters");
+    tracing::info!(stats = %stats.to_json(), "final counters");
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -395,62 +431,77 @@ fn shard_of(link: LinkType, frame: &[u8], is_server: bool, n: usize) -> usize {
     }
 }
 
-async fn start_front_ends(
-    cfg: &Config,
-    connector: client::TunnelConnector,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    for rule in &cfg.socks5 {
-        let listener = tokio::net::TcpListener::bind(rule.listen)
-            .await
-            .with_context(|| format!("socks5: cannot listen on {}", rule.listen))?;
-        let auth = rule.auth.as_ref().map(|c| crate::proxy::Socks5Auth {
-            username: c.username.clone(),
-            password: c.password.clone(),
-        });
-        tracing::info!(listen = %rule.listen, auth = auth.is_some(), "SOCKS5 ready");
-        tokio::spawn(crate::proxy::serve_socks5(
-            listener,
-            auth,
-            connector.clone(),
-            stop.clone(),
-        ));
-    }
-    for rule in &cfg.forward {
-        let target = target_of(&rule.target);
-        match rule.protocol {
-            Protocol::Tcp => {
-                let listener = tokio::net::TcpListener::bind(rule.listen)
-                    .await
-                    .with_context(|| format!("forward: cannot listen on {}", rule.listen))?;
-                tracing::info!(listen = %rule.listen, %target, "TCP forward ready");
-                tokio::spawn(crate::proxy::serve_tcp_forward(
-                    listener,
-                    target,
-                    connector.clone(),
-                    stop.clone(),
-                ));
-            }
-            Protocol::Udp => {
-                tracing::error!(listen = %rule.listen, %target, "UDP forwards are not supported yet: this rule is inactive");
-            }
-        }
-    }
-    Ok(())
+enum Signal {
+    Stop,
+    Reload,
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGHUP; stopping on Ctrl-C only");
+        let _ = tokio::signal::ctrl_c().await;
+        return Signal::Stop;
+    };
+    tokio::select! {
+        _ = term.recv() => Signal::Stop,
+        _ = tokio::signal::ctrl_c() => Signal::Stop,
+        _ = hup.recv() => Signal::Reload,
+    }
+}
+
+/// Waits until no stream is open, or `deadline` has passed.
+async fn drain(stats: &Stats, deadline: Duration) {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let open = stats.total().streams_active;
+        if open == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= until {
+            tracing::warn!(open, "drain deadline passed: closing open streams");
+            return;
+        }
+        tracing::info!(open, "draining streams");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// SIGHUP: re-reads the config; applies socks5/forward rules and the log level. Sessions and
+/// everything else keep running; changes elsewhere need a restart and are reported.
+async fn reload(
+    cfg: &mut Config,
+    opts: &RunOptions,
+    front: &mut frontends::FrontEnds,
+    connector: &client::TunnelConnector,
+) {
+    let Some(path) = &opts.config_path else {
+        tracing::warn!("SIGHUP: no config path to reload from");
+        return;
+    };
+    let new = match crate::config::load(path) {
+        Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
+            tracing::error!("SIGHUP: config not reloaded: {e}");
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    if new.role != cfg.role || new.network != cfg.network || new.transport != cfg.transport {
+        tracing::warn!("SIGHUP: role/network/transport changes need a restart; applying socks5, forward and log only");
     }
+    if let Some(set) = &opts.set_log_level {
+        set(new.log_level);
+    }
+    if new.role == Role::Client {
+        if let Err(e) = front.apply(&new, connector).await {
+            tracing::error!("SIGHUP: {e:#}");
+        }
+    }
+    cfg.socks5 = new.socks5;
+    cfg.forward = new.forward;
+    cfg.log_level = new.log_level;
+    tracing::info!("configuration reloaded");
 }

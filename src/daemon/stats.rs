@@ -1,14 +1,17 @@
-//! Daemon counters: each packet worker publishes a snapshot of its figures a few times a
-//! second; readers (the stats file, logs) add the snapshots up. Workers never contend on a
-//! counter on the per-packet path.
+//! Daemon counters: each packet worker publishes a snapshot of its figures and of its
+//! sessions a few times a second; readers (the stats file, `rawtun status`, the metrics
+//! endpoint) add the snapshots up. Workers never contend on a counter on the per-packet
+//! path.
 
-use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
+
 /// One worker's figures at one moment.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub sessions_active: u64,
     pub handshakes_ok: u64,
@@ -23,6 +26,7 @@ pub struct Snapshot {
     pub streams_active: u64,
     pub send_errors: u64,
     pub rtt_ms: u64,
+    pub retransmits: u64,
 }
 
 impl Snapshot {
@@ -40,13 +44,52 @@ impl Snapshot {
         self.streams_active += o.streams_active;
         self.send_errors += o.send_errors;
         self.rtt_ms = self.rtt_ms.max(o.rtt_ms);
+        self.retransmits += o.retransmits;
     }
 }
 
-/// Shared by the workers, the tokio tasks and the stats writer.
+/// One session as `rawtun status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub phase: String,
+    pub rtt_ms: u32,
+    pub rto_ms: u32,
+    pub retransmits: u64,
+    pub fast_retransmits: u64,
+    pub in_flight: usize,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub streams: usize,
+    pub auth_failures: u64,
+}
+
+/// Everything `rawtun status` receives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub role: String,
+    pub uptime_s: u64,
+    pub totals: Snapshot,
+    pub streams_opened: u64,
+    pub dial_failures: u64,
+    pub connect_failures: u64,
+    pub sessions: Vec<SessionInfo>,
+}
+
 #[derive(Default)]
+struct WorkerView {
+    snap: Snapshot,
+    sessions: Vec<SessionInfo>,
+}
+
+/// Shared by the workers, the tokio tasks and the readers.
 pub struct Stats {
-    workers: Mutex<Vec<Snapshot>>,
+    role: &'static str,
+    started: std::time::Instant,
+    workers: Mutex<Vec<WorkerView>>,
     /// Counted by tokio tasks.
     pub streams_opened: AtomicU64,
     pub dial_failures: AtomicU64,
@@ -54,64 +97,179 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn new(workers: usize) -> Arc<Stats> {
+    pub fn new(role: &'static str, workers: usize) -> Arc<Stats> {
         Arc::new(Stats {
-            workers: Mutex::new(vec![Snapshot::default(); workers]),
-            ..Stats::default()
+            role,
+            started: std::time::Instant::now(),
+            workers: Mutex::new((0..workers).map(|_| WorkerView::default()).collect()),
+            streams_opened: AtomicU64::new(0),
+            dial_failures: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
         })
     }
 
-    pub fn publish(&self, worker: usize, snap: Snapshot) {
+    pub fn publish(&self, worker: usize, snap: Snapshot, sessions: Vec<SessionInfo>) {
         let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = w.get_mut(worker) {
-            *slot = snap;
+            *slot = WorkerView { snap, sessions };
         }
     }
 
     pub fn total(&self) -> Snapshot {
         let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let mut t = Snapshot::default();
-        for s in w.iter() {
-            t.add(s);
+        for v in w.iter() {
+            t.add(&v.snap);
         }
         t
     }
 
-    /// The counters as one JSON object.
-    pub fn to_json(&self, role: &str) -> String {
-        let t = self.total();
-        let mut s = String::with_capacity(512);
-        let _ = write!(
-            s,
-            "{{\"role\":\"{role}\",\"sessions_active\":{},\"handshakes_ok\":{},\
-             \"auth_failures\":{},\"replays\":{},\"frames_in\":{},\"frames_out\":{},\
-             \"bytes_in\":{},\"bytes_out\":{},\"rst_ignored\":{},\"unknown_flow\":{},\
-             \"streams_active\":{},\"send_errors\":{},\"rtt_ms\":{},\"streams_opened\":{},\
-             \"dial_failures\":{},\"connect_failures\":{}}}",
-            t.sessions_active,
-            t.handshakes_ok,
-            t.auth_failures,
-            t.replays,
-            t.frames_in,
-            t.frames_out,
-            t.bytes_in,
-            t.bytes_out,
-            t.rst_ignored,
-            t.unknown_flow,
-            t.streams_active,
-            t.send_errors,
-            t.rtt_ms,
-            self.streams_opened.load(Ordering::Relaxed),
-            self.dial_failures.load(Ordering::Relaxed),
-            self.connect_failures.load(Ordering::Relaxed),
-        );
-        s
+    pub fn report(&self) -> Report {
+        let sessions = {
+            let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+            w.iter().flat_map(|v| v.sessions.iter().cloned()).collect()
+        };
+        Report {
+            role: self.role.to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            totals: self.total(),
+            streams_opened: self.streams_opened.load(Ordering::Relaxed),
+            dial_failures: self.dial_failures.load(Ordering::Relaxed),
+            connect_failures: self.connect_failures.load(Ordering::Relaxed),
+            sessions,
+        }
+    }
+
+    /// The counters as one flat JSON object (the `--stats-file` format).
+    pub fn to_json(&self) -> String {
+        let r = self.report();
+        let mut v = serde_json::to_value(r.totals).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("role".into(), r.role.into());
+            m.insert("streams_opened".into(), r.streams_opened.into());
+            m.insert("dial_failures".into(), r.dial_failures.into());
+            m.insert("connect_failures".into(), r.connect_failures.into());
+        }
+        v.to_string()
     }
 
     /// Writes the JSON to `path` atomically (temp file + rename).
-    pub fn write_file(&self, path: &Path, role: &str) -> std::io::Result<()> {
+    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.to_json(role) + "\n")?;
+        std::fs::write(&tmp, self.to_json() + "\n")?;
         std::fs::rename(tmp, path)
+    }
+
+    /// Prometheus text exposition of the same figures.
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let r = self.report();
+        let t = &r.totals;
+        let mut s = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                s,
+                "# HELP rawtun_{name} {help}\n# TYPE rawtun_{name} {kind}"
+            );
+            let _ = writeln!(s, "rawtun_{name}{{role=\"{}\"}} {value}", r.role);
+        };
+        metric(
+            "sessions_active",
+            "gauge",
+            "Established sessions.",
+            t.sessions_active,
+        );
+        metric(
+            "streams_active",
+            "gauge",
+            "Open tunnel streams.",
+            t.streams_active,
+        );
+        metric(
+            "handshakes_total",
+            "counter",
+            "Completed handshakes.",
+            t.handshakes_ok,
+        );
+        metric(
+            "auth_failures_total",
+            "counter",
+            "Packets that failed authentication.",
+            t.auth_failures,
+        );
+        metric(
+            "replays_total",
+            "counter",
+            "Replayed packets dropped.",
+            t.replays,
+        );
+        metric(
+            "frames_in_total",
+            "counter",
+            "Frames captured.",
+            t.frames_in,
+        );
+        metric("frames_out_total", "counter", "Frames sent.", t.frames_out);
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Tunnel payload bytes received.",
+            t.bytes_in,
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Tunnel frame bytes sent.",
+            t.bytes_out,
+        );
+        metric(
+            "retransmits_total",
+            "counter",
+            "KCP retransmissions.",
+            t.retransmits,
+        );
+        metric(
+            "rst_ignored_total",
+            "counter",
+            "TCP RSTs from the path ignored.",
+            t.rst_ignored,
+        );
+        metric(
+            "send_errors_total",
+            "counter",
+            "Frames the backend failed to send.",
+            t.send_errors,
+        );
+        metric(
+            "streams_opened_total",
+            "counter",
+            "Streams opened.",
+            r.streams_opened,
+        );
+        metric(
+            "dial_failures_total",
+            "counter",
+            "Targets the server failed to reach.",
+            r.dial_failures,
+        );
+        let _ = writeln!(s, "# HELP rawtun_session_rtt_ms Smoothed RTT per session.\n# TYPE rawtun_session_rtt_ms gauge");
+        for x in &r.sessions {
+            let _ = writeln!(
+                s,
+                "rawtun_session_rtt_ms{{peer=\"{}\",local=\"{}\"}} {}",
+                x.peer, x.local, x.rtt_ms
+            );
+        }
+        let _ = writeln!(s, "# HELP rawtun_session_retransmits_total Retransmissions per session.\n# TYPE rawtun_session_retransmits_total counter");
+        for x in &r.sessions {
+            let _ = writeln!(
+                s,
+                "rawtun_session_retransmits_total{{peer=\"{}\",local=\"{}\"}} {}",
+                x.peer,
+                x.local,
+                x.retransmits + x.fast_retransmits
+            );
+        }
+        s
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::bridge::{self, Command, Input, Slot, StreamKey, StreamMsg, StreamPort};
 use super::server::ServerCtx;
-use super::stats::{Snapshot, Stats};
+use super::stats::{SessionInfo, Snapshot, Stats};
 use crate::endpoint::{ConnConfig, ConnEvent, Connection, Listener, ListenerEvent, MAX_FRAME};
 use crate::faketcp::FlowAddrs;
 use crate::io::PacketTx;
@@ -568,11 +568,13 @@ impl Worker {
             streams_active: self.streams.len() as u64,
             ..Snapshot::default()
         };
+        let mut sessions = Vec::new();
         let mut add = |conn: &Connection| {
             let c = conn.stats();
+            let k = conn.kcp_stats().unwrap_or_default();
             if conn.phase() == crate::endpoint::Phase::Established {
                 s.sessions_active += 1;
-                s.rtt_ms = s.rtt_ms.max(conn.rtt_ms().unwrap_or(0) as u64);
+                s.rtt_ms = s.rtt_ms.max(u64::from(k.srtt_ms));
             }
             s.handshakes_ok += c.handshakes_ok;
             s.auth_failures += c.auth_failures;
@@ -581,6 +583,23 @@ impl Worker {
             s.bytes_in += c.bytes_in;
             s.bytes_out += c.bytes_out;
             s.rst_ignored += c.rst_ignored;
+            s.retransmits += k.retransmits + k.fast_retransmits;
+            sessions.push(SessionInfo {
+                local: conn.addrs().local,
+                peer: conn.addrs().remote,
+                phase: format!("{:?}", conn.phase()).to_lowercase(),
+                rtt_ms: k.srtt_ms,
+                rto_ms: k.rto_ms,
+                retransmits: k.retransmits,
+                fast_retransmits: k.fast_retransmits,
+                in_flight: k.in_flight,
+                packets_in: c.packets_in,
+                packets_out: c.packets_out,
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+                streams: conn.stream_count(),
+                auth_failures: c.auth_failures,
+            });
         };
         match &self.role {
             Role::Server(l, _) => {
@@ -602,7 +621,7 @@ impl Worker {
                 s.bytes_out += cs.closed.bytes_out;
             }
         }
-        self.stats.publish(self.index, s);
+        self.stats.publish(self.index, s, sessions);
     }
 }
 

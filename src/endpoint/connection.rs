@@ -254,6 +254,26 @@ impl Connection {
         }
     }
 
+    /// KCP counters of the session, once established.
+    pub fn kcp_stats(&self) -> Option<crate::kcp::KcpStats> {
+        match &self.state {
+            State::Established { session, .. } => Some(session.kcp.stats()),
+            _ => None,
+        }
+    }
+
+    /// Sends a mux PING now; its PONG arrives as `ConnEvent::Stream(MuxEvent::Pong)`.
+    /// False if there is no session yet.
+    pub fn ping(&mut self, now: Instant) -> bool {
+        match self.mux_mut() {
+            Some(m) => {
+                m.ping(now);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Number of live streams.
     pub fn stream_count(&self) -> usize {
         match &self.state {

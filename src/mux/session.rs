@@ -331,12 +331,18 @@ impl Mux {
     /// Queues a PING when the send side has been idle for `keepalive`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_ping {
-            let opaque = u64::try_from(now.saturating_duration_since(self.origin).as_nanos())
-                .unwrap_or(u64::MAX);
-            self.ping_outstanding = Some(opaque);
-            self.control.push_back(Control::Ping(opaque));
-            self.next_ping = now + self.cfg.keepalive;
+            self.ping(now);
         }
+    }
+
+    /// Queues a PING now (for RTT measurement, e.g. `rawtun ping`); its PONG is reported as
+    /// [`MuxEvent::Pong`]. A PING still unanswered is superseded.
+    pub fn ping(&mut self, now: Instant) {
+        let opaque = u64::try_from(now.saturating_duration_since(self.origin).as_nanos())
+            .unwrap_or(u64::MAX);
+        self.ping_outstanding = Some(opaque);
+        self.control.push_back(Control::Ping(opaque));
+        self.next_ping = now + self.cfg.keepalive;
     }
 
     /// The next keepalive or idle deadline.

@@ -7,6 +7,7 @@
 
 mod interface;
 mod neighbor;
+pub mod notify;
 mod process;
 
 pub use interface::{interface_addrs, interface_mac, interface_mtu};

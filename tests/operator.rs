@@ -1,0 +1,262 @@
+//! Operator commands against live daemons in network namespaces (root only): `rawtun ping`
+//! (RTT and loss; "wrong key" told apart from "no answer"), `rawtun status` and the
+//! Prometheus endpoint (counters move during a transfer), SIGHUP reload.
+
+mod common;
+
+use common::data::{receive_hashed, send_seeded};
+use common::{wait_for, Side, Topology, TunnelSpec};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Output;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const METRICS: &str = "127.0.0.1:9464";
+
+fn rawtun(t: &Topology, side: Side, args: &[&str]) -> Output {
+    let mut all = vec![env!("CARGO_BIN_EXE_rawtun")];
+    all.extend_from_slice(args);
+    t.ns(side).exec(&all)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Builds a pair with both daemons; the client config gets `extra` YAML appended.
+fn start(extra: &str) -> Topology {
+    let mut t = Topology::pair();
+    let spec = TunnelSpec::default();
+    let (_, client) = t.write_configs(&spec);
+    let mut yaml = std::fs::read_to_string(&client).expect("client config");
+    yaml += extra;
+    std::fs::write(&client, yaml).expect("write client config");
+    t.apply_firewall(spec.port);
+    t.start_server();
+    t.start_client();
+    t
+}
+
+#[test]
+fn ping_reports_rtt_and_tells_wrong_key_from_no_answer() {
+    if !common::require_root() {
+        return;
+    }
+    let _s = serial();
+    let t = start("");
+    let cfg = t.path("client.yaml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let out = rawtun(
+        &t,
+        Side::Client,
+        &["ping", "-c", cfg, "-n", "3", "-i", "200"],
+    );
+    let s = text(&out);
+    assert!(out.status.success(), "ping failed: {s}");
+    assert!(s.contains("3 probes sent, 3 received, 0.0% loss"), "{s}");
+    assert!(s.contains("rtt min/avg/max"), "{s}");
+
+    // Same server, wrong key: the server answers, but nothing authenticates.
+    let wrong = t.path("wrong.yaml");
+    let yaml = std::fs::read_to_string(t.path("client.yaml")).expect("config");
+    let key_line = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("key:"))
+        .expect("key line")
+        .to_string();
+    let bad = yaml.replace(&key_line, "    key: \"not-the-right-key\"");
+    std::fs::write(&wrong, bad).expect("write");
+    let out = rawtun(
+        &t,
+        Side::Client,
+        &[
+            "ping",
+            "-c",
+            wrong.to_str().expect("utf-8"),
+            "-n",
+            "1",
+            "-W",
+            "4",
+        ],
+    );
+    let s = text(&out);
+    assert!(!out.status.success(), "wrong key must fail: {s}");
+    assert!(s.contains("failed authentication"), "{s}");
+
+    // No server at that address: no answer at all.
+    let nowhere = t.path("nowhere.yaml");
+    let yaml = std::fs::read_to_string(t.path("client.yaml")).expect("config");
+    let server_ip = t.server_ip.to_string();
+    std::fs::write(
+        &nowhere,
+        yaml.replace(&format!("{server_ip}:"), "198.18.255.254:"),
+    )
+    .expect("write");
+    let out = rawtun(
+        &t,
+        Side::Client,
+        &[
+            "ping",
+            "-c",
+            nowhere.to_str().expect("utf-8"),
+            "-n",
+            "1",
+            "-W",
+            "3",
+        ],
+    );
+    let s = text(&out);
+    assert!(!out.status.success(), "{s}");
+    assert!(s.contains("no answer"), "{s}");
+}
+
+fn metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in:\n{body}"))
+}
+
+fn scrape(t: &Topology) -> String {
+    t.client.run(|| {
+        let mut c = TcpStream::connect(METRICS).expect("metrics endpoint");
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut body = String::new();
+        c.read_to_string(&mut body).expect("response");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        body
+    })
+}
+
+fn status_json(t: &Topology) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rawtun"))
+        .args(["status", "--socket", "/run/rawtun/client.sock", "--json"])
+        .output()
+        .expect("run rawtun status");
+    assert!(out.status.success(), "status failed: {}", text(&out));
+    let _ = t;
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+#[test]
+fn status_and_metrics_show_counters_moving_during_a_transfer() {
+    if !common::require_root() {
+        return;
+    }
+    let _s = serial();
+    let t = start(&format!("metrics:\n  listen: \"{METRICS}\"\n"));
+    let sink = t
+        .server
+        .run(|| TcpListener::bind("127.0.0.1:9001").expect("bind sink"));
+    let receiver = t.server.thread(move || {
+        let (mut c, _) = sink.accept().expect("accept");
+        receive_hashed(&mut c, 64 << 20).expect("receive")
+    });
+    let sender = t.client.thread(|| {
+        let mut c = TcpStream::connect("127.0.0.1:9000").expect("forward");
+        send_seeded(&mut c, 7, 64 << 20).expect("send")
+    });
+    // Wait for the transfer to be under way, then sample twice.
+    assert!(wait_for(Duration::from_secs(20), || t
+        .counter(Side::Client, "bytes_out")
+        > 2 << 20));
+    let s1 = status_json(&t);
+    let m1 = scrape(&t);
+    assert!(wait_for(Duration::from_secs(20), || {
+        status_json(&t)["totals"]["bytes_out"].as_u64() > s1["totals"]["bytes_out"].as_u64()
+    }));
+    let s2 = status_json(&t);
+    let m2 = scrape(&t);
+    let sessions = s2["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "{s2}");
+    assert_eq!(sessions[0]["phase"], "established");
+    let peer: SocketAddr = sessions[0]["peer"]
+        .as_str()
+        .expect("peer")
+        .parse()
+        .expect("addr");
+    assert_eq!(peer.ip().to_string(), t.server_ip.to_string());
+    assert!(s2["totals"]["streams_active"].as_u64() >= Some(1), "{s2}");
+    assert!(
+        metric(&m2, "rawtun_bytes_out_total") > metric(&m1, "rawtun_bytes_out_total"),
+        "metrics did not move"
+    );
+    assert_eq!(metric(&m2, "rawtun_sessions_active"), 1);
+    let human = std::process::Command::new(env!("CARGO_BIN_EXE_rawtun"))
+        .args(["status", "--socket", "/run/rawtun/client.sock"])
+        .output()
+        .expect("status");
+    assert!(text(&human).contains("established"), "{}", text(&human));
+    assert_eq!(
+        sender.join().expect("sender"),
+        receiver.join().expect("receiver")
+    );
+}
+
+#[test]
+fn sighup_reload_adds_a_forward_without_dropping_the_session() {
+    if !common::require_root() {
+        return;
+    }
+    let _s = serial();
+    let mut t = start("");
+    assert!(wait_for(Duration::from_secs(10), || t
+        .counter(Side::Client, "sessions_active")
+        == 1));
+    // Add a third forward to the config and reload.
+    let cfg = t.path("client.yaml");
+    let yaml = std::fs::read_to_string(&cfg).expect("config").replace(
+        "forward:\n",
+        "forward:\n  - listen: \"127.0.0.1:9200\"\n    target: \"127.0.0.1:9001\"\n    protocol: tcp\n",
+    );
+    std::fs::write(&cfg, yaml).expect("write");
+    let echo = t
+        .server
+        .run(|| TcpListener::bind("127.0.0.1:9001").expect("bind"));
+    let echo = t.server.thread(move || {
+        let (mut c, _) = echo.accept().expect("accept");
+        let mut b = [0u8; 5];
+        c.read_exact(&mut b).expect("read");
+        c.write_all(&b).expect("write");
+    });
+    let pid = t.client.pids();
+    assert!(!pid.is_empty());
+    for p in pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &p.to_string()])
+            .status();
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || t.client.listening(9200)),
+        "new forward not listening"
+    );
+    let got = t.client.run(|| {
+        let mut c = TcpStream::connect("127.0.0.1:9200").expect("new forward");
+        c.write_all(b"hello").expect("write");
+        let mut b = [0u8; 5];
+        c.read_exact(&mut b).expect("read");
+        b
+    });
+    assert_eq!(&got, b"hello");
+    echo.join().expect("echo");
+    assert_eq!(
+        t.counter(Side::Client, "handshakes_ok"),
+        1,
+        "the session was not kept"
+    );
+    let status = t.stop(Side::Client);
+    assert!(status.success());
+}
