@@ -48,6 +48,14 @@ pub enum Command {
         #[arg(short = 'W', long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Show the tunnel port's packets (tcpdump-like) and whether they authenticate.
+    Dump {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Stop after this many packets (0: until interrupted).
+        #[arg(short = 'n', long, default_value_t = 0)]
+        count: u64,
+    },
     /// Show a running daemon's sessions and counters.
     Status {
         /// The daemon's config (to find its status socket).

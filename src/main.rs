@@ -112,6 +112,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Command::Check { config } => check(&config),
+        cli::Command::Dump { config, count } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match rawtun::daemon::dump::dump(&cfg, count) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         cli::Command::Status {
             config,
             socket,

@@ -260,3 +260,82 @@ fn sighup_reload_adds_a_forward_without_dropping_the_session() {
     let status = t.stop(Side::Client);
     assert!(status.success());
 }
+
+#[test]
+fn dump_shows_flows_and_which_handshakes_authenticate() {
+    if !common::require_root() {
+        return;
+    }
+    let _s = serial();
+    let t = start("");
+    let server_cfg = t.path("server.yaml");
+    let log = t.path("dump.log");
+    let dump = t.server.spawn(
+        &[
+            env!("CARGO_BIN_EXE_rawtun"),
+            "dump",
+            "-c",
+            server_cfg.to_str().expect("utf-8"),
+            "-n",
+            "400",
+        ],
+        Some(&log),
+    );
+    assert!(wait_for(Duration::from_secs(10), || dump
+        .log_text()
+        .contains("rawtun dump:")));
+    // A fresh session (ping makes its own handshake) and a wrong-key attempt.
+    let cfg = t.path("client.yaml");
+    let out = rawtun(
+        &t,
+        Side::Client,
+        &[
+            "ping",
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "-n",
+            "2",
+            "-i",
+            "100",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = std::fs::read_to_string(&cfg).expect("config");
+    let key_line = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("key:"))
+        .expect("key line")
+        .to_string();
+    let wrong = t.path("wrong.yaml");
+    std::fs::write(&wrong, yaml.replace(&key_line, "    key: \"wrong\"")).expect("write");
+    let _ = rawtun(
+        &t,
+        Side::Client,
+        &[
+            "ping",
+            "-c",
+            wrong.to_str().expect("utf-8"),
+            "-n",
+            "1",
+            "-W",
+            "2",
+        ],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let s = dump.log_text();
+            s.contains("handshake: key matches") && s.contains("or wrong key")
+        }),
+        "dump output:\n{}",
+        dump.log_text()
+    );
+    let s = dump.log_text();
+    let client_ip = t.client_ip.to_string();
+    assert!(
+        s.lines().any(|l| l.contains(&format!("{client_ip}:"))
+            && l.contains("[S]")
+            && l.contains("seq")),
+        "no SYN line from the client:\n{s}"
+    );
+    dump.signal("TERM");
+}

@@ -12,6 +12,7 @@
 mod bridge;
 mod client;
 pub mod control;
+pub mod dump;
 mod frontends;
 pub mod ping;
 mod server;
