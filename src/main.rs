@@ -65,6 +65,23 @@ fn main() -> ExitCode {
             println!("# {}: OK", config.display());
             ExitCode::SUCCESS
         }
+        cli::Command::Firewall {
+            action,
+            config,
+            backend,
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match cli::firewall::run(&cfg, action, backend) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         cli::Command::Run { config, stats_file } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
