@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# rawtun-nft.sh — the nftables twin of rawtun-iptables.sh (table `inet rawtun`).
+# rawtun-nft.sh — the nftables twin of rawtun-iptables.sh; installs exactly the rules of
+# src/sys/firewall.rs (`rawtun firewall apply` with the nftables backend).
 #
 # Usage:
 #   rawtun-nft.sh add|remove|status PORT                      # server (listens on PORT)
 #   rawtun-nft.sh add|remove|status PORT --client SERVER_IP   # client of SERVER_IP:PORT
 #
-# The table has three base chains: `prerouting` and `output` at priority raw (notrack, so
-# conntrack never sees the fake-TCP flow) and `rst` at priority mangle on output (drops the
-# RSTs the kernel would send for a port it has no socket on). Each rule's comment is
-# "rawtun:PORT KIND[ SERVER_IP]", which is how add finds an existing copy (idempotent) and
-# remove finds every copy. remove deletes the table when no rule is left in it.
+# Table `inet rawtun`, three base chains per rule set, named after it: server_PORT_* or
+# client_PORT_ADDR_* (ADDR: the dotted IPv4 address, or the eight 4-digit groups of the
+# IPv6 address joined by '-'):
+#   *_prerouting  hook prerouting, priority raw:    notrack the flow's incoming packets
+#   *_output      hook output,     priority raw:    notrack its outgoing packets
+#   *_rst         hook output,     priority mangle: drop the RSTs the kernel would send
+# Every rule's comment is "rawtun:PORT". add creates and flushes the chains and adds the
+# rules in one nft transaction, so running it twice leaves one copy; remove deletes the
+# chains, and the table once it holds no chain.
 # status exit codes: 0 all rules present, 1 none present, 2 some present, 64 usage error,
 # 69 no nft binary.
 set -euo pipefail
@@ -17,6 +22,32 @@ set -euo pipefail
 usage() {
     echo "usage: $0 add|remove|status PORT [--client SERVER_IP]" >&2
     exit 64
+}
+
+# Prints the eight groups of IPv6 address $1 as 4 hex digits joined by '-'; fails on
+# anything that is not a plain (no embedded IPv4) IPv6 address.
+expand6() {
+    local addr=${1,,} n i g
+    local -a head=() tail=() groups=() digits=()
+    [[ $addr =~ ^[0-9a-f:]+$ ]] || return 1
+    if [[ $addr == *::* ]]; then
+        [[ ${addr#*::} != *::* ]] || return 1
+        [[ -n ${addr%%::*} ]] && IFS=: read -r -a head <<<"${addr%%::*}"
+        [[ -n ${addr#*::} ]] && IFS=: read -r -a tail <<<"${addr#*::}"
+        n=$((8 - ${#head[@]} - ${#tail[@]}))
+        ((n >= 1)) || return 1
+        groups=("${head[@]}")
+        for ((i = 0; i < n; i++)); do groups+=(0); done
+        groups+=("${tail[@]}")
+    else
+        IFS=: read -r -a groups <<<"$addr"
+    fi
+    ((${#groups[@]} == 8)) || return 1
+    for g in "${groups[@]}"; do
+        [[ $g =~ ^[0-9a-f]{1,4}$ ]] || return 1
+        digits+=("$(printf %04x "$((16#$g))")")
+    done
+    (IFS=-; echo "${digits[*]}")
 }
 
 [[ $# -ge 2 ]] || usage
@@ -39,99 +70,101 @@ if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
     echo "$0: PORT must be 1..65535, got '$port'" >&2
     exit 64
 fi
-family=""
-if [[ -n $server_ip ]]; then
-    if [[ $server_ip == *:* ]]; then
-        family=ip6
-    elif [[ $server_ip =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+port=$((10#$port))
+if [[ -z $server_ip ]]; then
+    prefix=server_$port
+    pre="tcp dport $port"
+    outgoing="tcp sport $port"
+else
+    if [[ $server_ip =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]]; then
+        for octet in "${BASH_REMATCH[@]:1}"; do
+            ((10#$octet <= 255)) || usage
+        done
+        server_ip=$(printf '%d.%d.%d.%d' "$((10#${BASH_REMATCH[1]}))" "$((10#${BASH_REMATCH[2]}))" \
+            "$((10#${BASH_REMATCH[3]}))" "$((10#${BASH_REMATCH[4]}))")
         family=ip
+        name=$server_ip
+    elif name=$(expand6 "$server_ip"); then
+        family=ip6
     else
         echo "$0: SERVER_IP must be an IPv4 or IPv6 address, got '$server_ip'" >&2
         exit 64
     fi
+    prefix=client_${port}_$name
+    pre="$family saddr $server_ip tcp sport $port"
+    outgoing="$family daddr $server_ip tcp dport $port"
 fi
 if ! command -v nft >/dev/null 2>&1; then
     echo "$0: nft not found (install the nftables package)" >&2
     exit 69
 fi
 
-# One rule per line: CHAIN KIND then the rule body.
-rules() {
-    if [[ -z $server_ip ]]; then
-        echo "prerouting pre tcp dport $port notrack"
-        echo "output out tcp sport $port notrack"
-        echo "rst rst tcp sport $port tcp flags & rst == rst drop"
-    else
-        echo "prerouting pre $family saddr $server_ip tcp sport $port notrack"
-        echo "output out $family daddr $server_ip tcp dport $port notrack"
-        echo "rst rst $family daddr $server_ip tcp dport $port tcp flags & rst == rst drop"
-    fi
+comment="comment \"rawtun:$port\""
+# One line per chain: NAME HOOK PRIORITY RULE.
+chains() {
+    echo "${prefix}_prerouting prerouting raw $pre notrack $comment"
+    echo "${prefix}_output output raw $outgoing notrack $comment"
+    echo "${prefix}_rst output mangle $outgoing tcp flags & rst == rst drop $comment"
 }
 
-ensure_table() {
-    nft -f - <<NFT
-table inet rawtun {
-    chain prerouting { type filter hook prerouting priority raw; policy accept; }
-    chain output { type filter hook output priority raw; policy accept; }
-    chain rst { type filter hook output priority mangle; policy accept; }
-}
-NFT
+table_exists() {
+    local tables
+    tables=$(nft list tables)
+    grep -qx "table inet rawtun" <<<"$tables"
 }
 
-# Handles of the rules in CHAIN whose comment is exactly $1.
-handles() {
-    local chain=$1 tag=$2
-    nft -a list chain inet rawtun "$chain" 2>/dev/null |
-        awk -v want="comment \"$tag\"" 'index($0, want) { print $NF }'
+# Whether chain $1 exists and holds a rule with this port's comment.
+chain_present() {
+    local listing
+    listing=$(nft list chain inet rawtun "$1" 2>/dev/null) || return 1
+    [[ $listing == *"$comment"* ]]
 }
 
-present=0
-missing=0
-[[ $action == add ]] && ensure_table
-while read -r chain kind body; do
-    tag="rawtun:$port $kind${server_ip:+ $server_ip}"
-    found=$(handles "$chain" "$tag" | wc -l)
-    case $action in
-        add)
-            if ((found == 0)); then
-                # shellcheck disable=SC2086 # the rule body is a word list on purpose
-                nft add rule inet rawtun "$chain" $body comment "\"$tag\""
-                echo "added:   $chain $body"
-            else
-                echo "present: $chain $body"
+case $action in
+    add)
+        script="add table inet rawtun"
+        while read -r name hook priority rule; do
+            script+="; add chain inet rawtun $name { type filter hook $hook priority $priority; policy accept; }"
+            script+="; flush chain inet rawtun $name"
+            script+="; add rule inet rawtun $name $rule"
+        done < <(chains)
+        nft "$script"
+        echo "applied: table inet rawtun, chains ${prefix}_{prerouting,output,rst}"
+        ;;
+    remove)
+        table_exists || exit 0
+        script=""
+        while read -r name _; do
+            if nft list chain inet rawtun "$name" >/dev/null 2>&1; then
+                script+="${script:+; }delete chain inet rawtun $name"
             fi
-            ;;
-        remove)
-            for handle in $(handles "$chain" "$tag"); do
-                nft delete rule inet rawtun "$chain" handle "$handle"
-            done
-            echo "removed $found: $chain $body"
-            ;;
-        status)
-            if ((found > 0)); then
+        done < <(chains)
+        [[ -z $script ]] || nft "$script"
+        echo "removed: chains ${prefix}_{prerouting,output,rst}"
+        # Read the listing first: `nft | grep -q` would let grep's early exit fail the pipe.
+        listing=$(nft list table inet rawtun)
+        if ! grep -q '^[[:space:]]*chain ' <<<"$listing"; then
+            nft delete table inet rawtun
+        fi
+        ;;
+    status)
+        present=0
+        missing=0
+        while read -r name _; do
+            if table_exists && chain_present "$name"; then
                 present=$((present + 1))
-                echo "present: $chain $body"
+                echo "present: $name"
             else
                 missing=$((missing + 1))
-                echo "missing: $chain $body"
+                echo "missing: $name"
             fi
-            ;;
-    esac
-done < <(rules)
-
-if [[ $action == remove ]] && nft list table inet rawtun >/dev/null 2>&1; then
-    # Read the listing first: `nft | grep -q` would let grep's early exit fail the pipe.
-    listing=$(nft -a list table inet rawtun)
-    if [[ $listing != *'comment "rawtun:'* ]]; then
-        nft delete table inet rawtun
-    fi
-fi
-if [[ $action == status ]]; then
-    if ((missing == 0)); then
-        exit 0
-    elif ((present == 0)); then
-        exit 1
-    else
-        exit 2
-    fi
-fi
+        done < <(chains)
+        if ((missing == 0)); then
+            exit 0
+        elif ((present == 0)); then
+            exit 1
+        else
+            exit 2
+        fi
+        ;;
+esac

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod firewall;
+
 /// rawtun: a raw-packet TCP tunnel (fake TCP + KCP + Noise/AEAD).
 #[derive(Debug, Parser)]
 #[command(name = "rawtun", version, about)]
@@ -67,6 +69,17 @@ pub enum Command {
         /// Print the raw JSON report.
         #[arg(long)]
         json: bool,
+    },
+    /// Print, apply or remove the firewall rules (NOTRACK + RST drop) for a config's tunnel
+    /// port: a server's listen port, or a client's server address and port.
+    Firewall {
+        /// What to do.
+        action: firewall::FirewallAction,
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Firewall tool (default: iptables if installed, else nftables).
+        #[arg(long)]
+        backend: Option<firewall::BackendArg>,
     },
     /// Print a new random key (64 hex characters) for transport.kcp.key.
     Secret,

@@ -125,6 +125,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Firewall {
+            action,
+            config,
+            backend,
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match cli::firewall::run(&cfg, action, backend) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         cli::Command::Status {
             config,
             socket,

@@ -248,7 +248,7 @@ fn iptables_client_rules_add_twice_remove_all() {
 }
 
 fn nft_tagged(ns: &Netns, port: u16) -> Vec<String> {
-    let tag = format!("comment \"rawtun:{port} ");
+    let tag = format!("comment \"rawtun:{port}\"");
     let out = ns.exec(&["nft", "list", "ruleset"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -1,14 +1,19 @@
 //! System helpers: interface facts (MAC, MTU, addresses), neighbour (gateway) MACs,
-//! privilege checks and network-namespace entry.
+//! privilege checks and network-namespace entry; firewall rules ([`firewall`]), detection
+//! of interface, address and gateway from the routing table ([`route`]) and sysctl/ulimit
+//! checks ([`sysctl`]).
 //!
 //! Everything here answers for the calling thread's network namespace (ioctl, netlink and
 //! `/proc/thread-self`), not for the namespace `/sys` happened to be mounted in, so it works
 //! from a thread that called [`enter_netns`].
 
+pub mod firewall;
 mod interface;
 mod neighbor;
 pub mod notify;
 mod process;
+pub mod route;
+pub mod sysctl;
 
 pub use interface::{interface_addrs, interface_mac, interface_mtu};
 pub use neighbor::neighbor_mac;
