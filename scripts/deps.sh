@@ -5,7 +5,7 @@
 set -euo pipefail
 
 required=(libpcap-dev iptables nftables iperf3 tcpdump socat curl iputils-ping iproute2
-    ethtool python3 systemd)
+    ethtool python3 systemd conntrack)
 optional=(kcptun)
 
 installed() {

@@ -30,9 +30,33 @@ impl Connector for TunnelConnector {
     type Stream = DuplexStream;
 
     async fn connect(&self, target: Target) -> Result<DuplexStream, ConnectResult> {
+        // A stream that ends before the server's connect result carried no application data
+        // yet (the front end relays only after connect returns), so it is safe to open it
+        // again: this is what happens when the session died under it (e.g. the server
+        // restarted and answered with a stateless reset), and the retry waits for the new
+        // session.
+        match self.connect_once(&target).await {
+            Err(Retry) => self.connect_once(&target).await.map_err(|Retry| {
+                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                ConnectResult::Failure
+            })?,
+            Ok(r) => r,
+        }
+    }
+}
+
+/// The stream ended before the connect result: the open may be tried again.
+struct Retry;
+
+impl TunnelConnector {
+    async fn connect_once(
+        &self,
+        target: &Target,
+    ) -> Result<Result<DuplexStream, ConnectResult>, Retry> {
+        let target = target.clone();
         let n = self.workers.len().max(1);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let worker = self.workers.get(i).ok_or(ConnectResult::Failure)?;
+        let worker = self.workers.get(i).ok_or(Retry)?;
         let (reply, wait) = oneshot::channel();
         let req = OpenRequest {
             protocol: Protocol::Tcp,
@@ -41,16 +65,16 @@ impl Connector for TunnelConnector {
         worker
             .send_async(Input::Cmd(Command::Open { req, reply }))
             .await
-            .map_err(|_| ConnectResult::Failure)?;
+            .map_err(|_| Retry)?;
         let fail = |r| {
             self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
             r
         };
         let mut port = match tokio::time::timeout(self.timeout, wait).await {
             Ok(Ok(Ok(port))) => port,
-            Ok(Ok(Err(r))) => return Err(fail(r)),
-            Ok(Err(_)) => return Err(fail(ConnectResult::Failure)),
-            Err(_) => return Err(fail(ConnectResult::Timeout)),
+            Ok(Ok(Err(r))) => return Ok(Err(fail(r))),
+            Ok(Err(_)) => return Ok(Err(fail(ConnectResult::Failure))),
+            Err(_) => return Ok(Err(fail(ConnectResult::Timeout))),
         };
         self.stats.streams_opened.fetch_add(1, Ordering::Relaxed);
         let prefix = tokio::time::timeout(
@@ -73,22 +97,22 @@ impl Connector for TunnelConnector {
             Ok(Some(x)) => x,
             Ok(None) => {
                 abandon(port).await;
-                return Err(fail(ConnectResult::Failure));
+                return Err(Retry);
             }
             Err(_) => {
                 abandon(port).await;
-                return Err(fail(ConnectResult::Timeout));
+                return Ok(Err(fail(ConnectResult::Timeout)));
             }
         };
         match ConnectResult::decode(&head) {
             Ok(ConnectResult::Ok) => {}
             Ok(r) => {
                 abandon(port).await;
-                return Err(fail(r));
+                return Ok(Err(fail(r)));
             }
             Err(_) => {
                 abandon(port).await;
-                return Err(fail(ConnectResult::Failure));
+                return Ok(Err(fail(ConnectResult::Failure)));
             }
         }
         let (app, relay_end) = tokio::io::duplex(PIPE);
@@ -96,6 +120,6 @@ impl Connector for TunnelConnector {
             let (up, down) = port.relay(relay_end, rest).await;
             tracing::debug!(%target, up, down, "stream closed");
         });
-        Ok(app)
+        Ok(Ok(app))
     }
 }

@@ -136,12 +136,18 @@ pub fn target_of(hp: &HostPort) -> Target {
     }
 }
 
-fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan, PacketHandles)> {
-    let interface = cfg
-        .network
-        .interface
-        .clone()
-        .context("network.interface is not set (automatic detection is not implemented yet)")?;
+/// Interface, local address and next-hop MAC: from the config where given, detected
+/// (route to the server on a client, default route on a server, neighbour table) where not.
+pub struct Network {
+    pub interface: String,
+    pub local_ip: IpAddr,
+    pub router_mac: Option<[u8; 6]>,
+    /// True when anything was detected rather than configured.
+    pub detected: bool,
+}
+
+/// Resolves [`Network`] for `cfg`; `peer_ip` is the server's address on a client.
+pub fn resolve_network(cfg: &Config, peer_ip: Option<IpAddr>) -> anyhow::Result<Network> {
     let v6 = peer_ip.is_some_and(|ip| ip.is_ipv6())
         || (cfg.network.ipv4.is_none() && cfg.network.ipv6.is_some());
     let addr_cfg = if v6 {
@@ -153,19 +159,47 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan
         .as_ref()
         .map(|a| a.addr.ip())
         .filter(|ip| !ip.is_unspecified());
-    let local_ip = match configured_ip {
-        Some(ip) => ip,
-        None => crate::sys::interface_addrs(&interface)
-            .with_context(|| format!("reading addresses of {interface}"))?
-            .into_iter()
-            .find(|ip| ip.is_ipv6() == v6 && !ip.is_loopback())
-            .with_context(|| {
-                format!(
-                    "{interface} has no {} address",
-                    if v6 { "IPv6" } else { "IPv4" }
-                )
-            })?,
-    };
+    let configured_mac = addr_cfg.as_ref().and_then(|a| a.router_mac);
+    let need_mac = cfg.role == Role::Client && configured_mac.is_none();
+    if let (Some(interface), Some(ip), false) = (&cfg.network.interface, configured_ip, need_mac) {
+        return Ok(Network {
+            interface: interface.clone(),
+            local_ip: ip,
+            router_mac: configured_mac,
+            detected: false,
+        });
+    }
+    let d = crate::sys::route::detect(peer_ip, cfg.network.interface.as_deref(), configured_ip)
+        .context(
+            "detecting the network (set network.interface / ipv4.addr / router_mac to skip)",
+        )?;
+    let router_mac = configured_mac.or(d.next_hop_mac);
+    tracing::info!(
+        interface = %d.interface,
+        local = %d.local_ip,
+        gateway = ?d.gateway,
+        next_hop_mac = %router_mac.map_or_else(|| "-".to_string(), |m| format_mac(&m)),
+        "network detected"
+    );
+    Ok(Network {
+        interface: d.interface,
+        local_ip: d.local_ip,
+        router_mac,
+        detected: true,
+    })
+}
+
+pub fn format_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan, PacketHandles)> {
+    let net = resolve_network(cfg, peer_ip)?;
+    let interface = net.interface.clone();
+    let local_ip = net.local_ip;
     let workers = cfg.performance.packet_workers.max(1);
     let tx_count = match cfg.role {
         Role::Client => workers.min(cfg.transport.conn as usize).max(1),
@@ -196,12 +230,7 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan
             .with_context(|| format!("reading the MAC address of {interface}"))?,
         LinkType::RawIp => [0; 6],
     };
-    let mut router_mac = addr_cfg.as_ref().and_then(|a| a.router_mac);
-    if router_mac.is_none() && link == LinkType::Ethernet {
-        if let Some(ip) = peer_ip {
-            router_mac = crate::sys::neighbor_mac(ip, &interface).ok().flatten();
-        }
-    }
+    let router_mac = net.router_mac;
     Ok((
         Plan {
             interface,
@@ -233,6 +262,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         Role::Server => None,
     };
     let (plan, (mut rx, txs)) = plan(&cfg, peer_ip, psk)?;
+    // Keep the kernel out of the tunnel's flow before the first packet: NOTRACK and RST
+    // drop, removed again when this guard drops (also on an error below).
+    let _firewall = if cfg.firewall.auto {
+        Some(FirewallGuard::install(firewall_side(&cfg)?)?)
+    } else {
+        tracing::info!("firewall.auto is off: the NOTRACK/RST-drop rules must be in place (rawtun firewall apply)");
+        None
+    };
     let role = match cfg.role {
         Role::Client => "client",
         Role::Server => "server",
@@ -413,6 +450,45 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(stats = %stats.to_json(), "final counters");
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The firewall side of a config: a server's listen port, a client's server address.
+pub fn firewall_side(cfg: &Config) -> anyhow::Result<crate::sys::firewall::Side> {
+    use crate::sys::firewall::Side;
+    Ok(match cfg.role {
+        Role::Server => Side::Server {
+            port: cfg
+                .listen
+                .context("listen.addr is required on a server")?
+                .port(),
+        },
+        Role::Client => Side::Client {
+            server: cfg.server.context("server.addr is required on a client")?,
+        },
+    })
+}
+
+/// Rules installed at start and removed on drop (`firewall.auto`).
+struct FirewallGuard(crate::sys::firewall::RuleSet);
+
+impl FirewallGuard {
+    fn install(side: crate::sys::firewall::Side) -> anyhow::Result<FirewallGuard> {
+        let rules = crate::sys::firewall::RuleSet::new(side, None);
+        rules.apply().context(
+            "installing the firewall rules (set firewall.auto: false to manage them yourself)",
+        )?;
+        tracing::info!(backend = rules.backend.as_str(), tag = %rules.comment(), "firewall rules installed");
+        Ok(FirewallGuard(rules))
+    }
+}
+
+impl Drop for FirewallGuard {
+    fn drop(&mut self) {
+        match self.0.remove() {
+            Ok(()) => tracing::info!(tag = %self.0.comment(), "firewall rules removed"),
+            Err(e) => tracing::error!("removing firewall rules: {e}"),
+        }
+    }
 }
 
 /// Which worker owns a captured frame: by client address on a server, by local port (chosen

@@ -619,6 +619,8 @@ impl Topology {
             "write_configs() before starting the {side:?}"
         );
         let stats = self.stats_path(side);
+        // A stats file left by an earlier run of this side must not count as ready.
+        let _ = fs::remove_file(&stats);
         let args = [
             env!("CARGO_BIN_EXE_rawtun"),
             "run",
