@@ -2,6 +2,7 @@
 //! library. Exit codes: 0 success, 1 runtime failure, 2 configuration error.
 
 mod cli;
+mod environment;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +71,11 @@ fn check(config: &Path) -> ExitCode {
     }
     if k.block == rawtun::crypto::Cipher::None {
         println!("# warning: block `none` sends tunnel traffic unencrypted");
+    }
+    let errors = environment::check(&cfg);
+    if errors > 0 {
+        println!("# {}: {errors} environment error(s)", config.display());
+        return ExitCode::from(EXIT_RUNTIME);
     }
     println!("# {}: OK", config.display());
     ExitCode::SUCCESS

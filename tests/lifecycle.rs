@@ -233,3 +233,93 @@ fn config_without_interface_address_or_router_mac_works() {
     transfer(&t, 4 << 20);
     assert!(t.logs().contains("network detected"), "{}", t.logs());
 }
+
+/// `rawtun check` on every shipped config exits 0 on a host with a default route (a
+/// namespace whose gateway is another namespace: detection's ARP stays inside them); a
+/// config error exits 2 naming file, line and field.
+#[test]
+fn check_accepts_every_shipped_config_and_names_errors() {
+    if !common::require_root() {
+        return;
+    }
+    let _s = serial();
+    let host = Netns::new("ch");
+    let gw = Netns::new("cg");
+    host.exec_ok(&[
+        "ip",
+        "link",
+        "add",
+        "rtch0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "rtcg0",
+        "netns",
+        gw.name(),
+    ]);
+    host.exec_ok(&["ip", "addr", "add", "198.18.60.2/24", "dev", "rtch0"]);
+    host.exec_ok(&["ip", "link", "set", "rtch0", "up"]);
+    host.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    gw.exec_ok(&["ip", "addr", "add", "198.18.60.1/24", "dev", "rtcg0"]);
+    gw.exec_ok(&["ip", "link", "set", "rtcg0", "up"]);
+    host.exec_ok(&["ip", "route", "add", "default", "via", "198.18.60.1"]);
+    let dir = common::repo_path("configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let out = host.exec(&[
+            env!("CARGO_BIN_EXE_rawtun"),
+            "check",
+            "-c",
+            path.to_str().expect("utf-8"),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{}:\n{text}", path.display());
+        assert!(
+            text.contains("network (detected): interface rtch0"),
+            "{text}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2);
+    // A config error: exit code 2, file:line: field.
+    let bad = std::env::temp_dir().join(format!("rawtun-bad-{}.yaml", std::process::id()));
+    let text = std::fs::read_to_string(dir.join("client.yaml")).expect("client.yaml");
+    let line = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("mtu:"))
+        .expect("mtu line")
+        + 1;
+    let broken: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("mtu:") {
+                l.replacen("1350", "9000", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&bad, broken.join("\n")).expect("write");
+    let out = host.exec(&[
+        env!("CARGO_BIN_EXE_rawtun"),
+        "check",
+        "-c",
+        bad.to_str().expect("utf-8"),
+    ]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(":{line}: transport.kcp.mtu")),
+        "{err}"
+    );
+}
