@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod data;
+pub mod wan;
 
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
@@ -374,6 +375,11 @@ pub struct TunnelSpec {
     pub forwards: Vec<Forward>,
     /// `log.level` of both daemons.
     pub log_level: String,
+    /// Extra lines under `transport.kcp` of both configs, unindented (`"mtu: 1200\n"`).
+    pub kcp_yaml: String,
+    /// Extra lines under `transport` of both configs, unindented
+    /// (`"timeouts:\n  keepalive: 10\n"`).
+    pub transport_yaml: String,
 }
 
 impl Default for TunnelSpec {
@@ -397,8 +403,17 @@ impl Default for TunnelSpec {
                 },
             ],
             log_level: "info".into(),
+            kcp_yaml: String::new(),
+            transport_yaml: String::new(),
         }
     }
+}
+
+/// The spec's extra `transport.kcp` and `transport` lines, indented for the rendered config.
+fn transport_extra(spec: &TunnelSpec) -> String {
+    let indent =
+        |text: &str, by: &str| -> String { text.lines().map(|l| format!("{by}{l}\n")).collect() };
+    indent(&spec.kcp_yaml, "    ") + &indent(&spec.transport_yaml, "  ")
 }
 
 fn port_of(addr: &str) -> u16 {
@@ -431,6 +446,8 @@ pub struct Topology {
     /// Server veth address (/30).
     pub server_ip: Ipv4Addr,
     spec: Option<TunnelSpec>,
+    /// The emulated link between the two, for topologies built by [`Topology::wan`].
+    link: Option<wan::WanLink>,
     /// Configs, logs, stats files and captures of this topology.
     pub dir: tempfile::TempDir,
 }
@@ -512,6 +529,7 @@ impl Topology {
             client_ip,
             server_ip,
             spec: None,
+            link: None,
             dir: tempfile::tempdir().expect("the temp dir is writable"),
         }
     }
@@ -559,7 +577,8 @@ impl Topology {
              log:\n  level: {level}\n\
              listen:\n  addr: \":{port}\"\n\
              network:\n  interface: \"{ifname}\"\n  ipv4:\n    addr: \"{ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
-             transport:\n  kcp:\n    key: \"{key}\"\n",
+             transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
+            extra = transport_extra(spec),
             level = spec.log_level,
             port = spec.port,
             ifname = self.server_if,
@@ -589,7 +608,8 @@ impl Topology {
         }
         client += &format!(
             "network:\n  interface: \"{ifname}\"\n  ipv4:\n    addr: \"{ip}:0\"\n    router_mac: \"{peer_mac}\"\n\
-             transport:\n  kcp:\n    key: \"{key}\"\n",
+             transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
+            extra = transport_extra(spec),
             ifname = self.client_if,
             ip = self.client_ip,
             peer_mac = self.server_mac,
@@ -730,6 +750,9 @@ impl Drop for Topology {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+            if let Some(link) = &self.link {
+                eprintln!("{}", link.log_tail());
+            }
         }
         self.daemons.clear();
     }
