@@ -511,3 +511,95 @@ fn forged_or_replayed_resets_are_ignored() {
     assert_eq!(sim.client.phase(), Phase::Established);
     assert!(sim.client.poll_event().is_none());
 }
+
+/// A second handshake on a live flow (a replayed or forged msg1, or an attacker who knows
+/// the key's holder's address but has no way to follow with data) must not displace the
+/// session: the server keeps it until a data packet opens with the newer keys.
+#[test]
+fn handshake_on_a_live_flow_does_not_displace_the_session() {
+    let model = LinkModel {
+        loss: 0.0,
+        delay: Duration::from_millis(10),
+        jitter: Duration::ZERO,
+        reorder: 0.0,
+        duplicate: 0.0,
+        mtu: 1514,
+        seed: 4,
+    };
+    let mut sim = Sim::new(model, "k", "k");
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    let deadline = sim.now + Duration::from_secs(5);
+    while sim.client.phase() != Phase::Established {
+        assert!(sim.now < deadline, "no session");
+        sim.step(&mut cev, &mut sev);
+        sim.advance();
+    }
+    // An intruder with the key sends SYN + msg1 from the client's address, straight to the
+    // server; its answers go to the real client, so it never completes.
+    let mut intruder = Connection::client(
+        conn_cfg("k"),
+        FlowAddrs {
+            local: client_addr(),
+            remote: server_addr(),
+            local_mac: CLIENT_MAC,
+            remote_mac: SERVER_MAC,
+        },
+        99,
+        5,
+        7,
+        8,
+        sim.now,
+    )
+    .expect("intruder");
+    let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
+    let mut seed = || 17u32;
+    for _ in 0..3 {
+        while let Some(r) = intruder.poll_transmit(sim.now, &mut buf) {
+            let frame = buf[r].to_vec();
+            let parsed = parse_frame(LinkType::Ethernet, &frame).expect("parse");
+            sim.server.handle_frame(&parsed, sim.now, &mut seed);
+        }
+        // Pretend the SYN-ACK came back to the intruder so it sends its msg1.
+        let mut replies = Vec::new();
+        sim.server.connections_mut().for_each(|(_, c)| {
+            while let Some(r) = c.poll_transmit(sim.now, &mut buf) {
+                replies.push(buf[r].to_vec());
+            }
+        });
+        for f in replies {
+            let parsed = parse_frame(LinkType::Ethernet, &f).expect("parse");
+            intruder.handle_frame(&parsed, sim.now);
+        }
+    }
+    // The real client goes on using its session.
+    let id = sim.client.open_stream(b"still here").expect("open");
+    assert!(sim.client.stream_write(id, &[7u8; 50_000]));
+    sim.client.stream_finish(id);
+    cev.clear();
+    sev.clear();
+    let mut got = 0usize;
+    let mut done = false;
+    let end = sim.now + Duration::from_secs(10);
+    while !done {
+        assert!(sim.now < end, "stream did not complete: {got} bytes");
+        sim.step(&mut cev, &mut sev);
+        for e in sev.drain(..) {
+            match e.event {
+                ConnEvent::Stream(MuxEvent::Data { data, .. }) => {
+                    assert!(data.iter().all(|&b| b == 7));
+                    got += data.len();
+                }
+                ConnEvent::Stream(MuxEvent::Finished { .. }) => done = true,
+                ConnEvent::SessionLost(r) => panic!("server dropped the session: {r:?}"),
+                _ => {}
+            }
+        }
+        for e in cev.drain(..) {
+            if let ConnEvent::SessionLost(r) = e {
+                panic!("client lost its session: {r:?}");
+            }
+        }
+        sim.advance();
+    }
+    assert_eq!(got, 50_000);
+}

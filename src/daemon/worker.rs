@@ -323,11 +323,14 @@ impl Worker {
         let now = Instant::now();
         while let Some((deadline, _, _)) = cs.pending.front() {
             let n = cs.slots.len();
+            // Established *and* its Established event handled (its generation exists), so
+            // stream keys carry the right generation.
+            let generations = &self.generations;
             let pick = (0..n).map(|i| (cs.rr + i) % n).find(|&i| {
-                cs.slots[i]
-                    .conn
-                    .as_ref()
-                    .is_some_and(|c| c.phase() == crate::endpoint::Phase::Established)
+                cs.slots[i].conn.as_ref().is_some_and(|c| {
+                    c.phase() == crate::endpoint::Phase::Established
+                        && generations.contains_key(&c.addrs().local)
+                })
             });
             let Some(i) = pick else {
                 if *deadline <= now {
@@ -375,6 +378,12 @@ impl Worker {
         match &mut self.role {
             Role::Server(l, _) => l.handle_timeout(now, &mut self.events),
             Role::Client(cs) => {
+                let used_ports: Vec<u16> = cs
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.conn.as_ref())
+                    .map(|c| c.addrs().local.port())
+                    .collect();
                 for slot in cs.slots.iter_mut() {
                     match &mut slot.conn {
                         Some(conn) => {
@@ -402,7 +411,7 @@ impl Worker {
                             }
                         }
                         None if slot.retry_at <= now => {
-                            slot.conn = new_client_conn(&self.cfg, &cs.side, now);
+                            slot.conn = new_client_conn(&self.cfg, &cs.side, &used_ports, now);
                             slot.retry_at = now + RECONNECT_MAX;
                         }
                         None => {}
@@ -625,14 +634,27 @@ impl Worker {
     }
 }
 
-fn new_client_conn(cfg: &ConnConfig, side: &ClientSide, now: Instant) -> Option<Connection> {
+fn new_client_conn(
+    cfg: &ConnConfig,
+    side: &ClientSide,
+    used: &[u16],
+    now: Instant,
+) -> Option<Connection> {
     let (index, workers) = side.port_shard;
     let port = match side.fixed_port {
         Some(p) => p,
         None => {
-            // A random port in 32768..61000 that belongs to this worker's shard.
-            let base = 32768 + (rand::random::<u16>() % 28000);
-            base - (base % workers) + index
+            // A random port in 32768..61000 that belongs to this worker's shard and that no
+            // other session of this worker uses (two flows on one port would collide).
+            let mut port = 0;
+            for _ in 0..64 {
+                let base = 32768 + (rand::random::<u16>() % 28000);
+                port = base - (base % workers) + index;
+                if !used.contains(&port) {
+                    break;
+                }
+            }
+            port
         }
     };
     let addrs = FlowAddrs {

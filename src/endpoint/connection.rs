@@ -124,6 +124,12 @@ enum State {
         /// Client: digest of the accepted msg2, so a retransmitted copy is dropped quietly.
         accepted_msg2: Option<u64>,
         last_rehandshake: Option<Instant>,
+        /// Server: a session from a newer msg1 on this flow. It replaces `session` only once
+        /// a data packet opens with it, so a replayed msg1 (which nobody can follow with
+        /// data) never displaces a live session.
+        pending: Option<Box<Session>>,
+        /// A data packet has opened with `session` (the peer holds its keys).
+        confirmed: bool,
     },
     Closed,
 }
@@ -187,9 +193,9 @@ impl Connection {
             events: VecDeque::new(),
             stats: ConnStats::default(),
             rx_scratch: vec![0; MAX_FRAME],
-            mux_scratch: Vec::with_capacity(64 * 1024),
+            mux_scratch: Vec::new(),
             is_client: true,
-            sent_prefixes: vec![[0; RESET_PREFIX]; SENT_PREFIXES],
+            sent_prefixes: Vec::with_capacity(SENT_PREFIXES),
             sent_pos: 0,
             pending_reset: None,
             last_reset: None,
@@ -214,7 +220,7 @@ impl Connection {
             events: VecDeque::new(),
             stats: ConnStats::default(),
             rx_scratch: vec![0; MAX_FRAME],
-            mux_scratch: Vec::with_capacity(64 * 1024),
+            mux_scratch: Vec::new(),
             is_client: false,
             sent_prefixes: Vec::new(),
             sent_pos: 0,
@@ -346,15 +352,10 @@ impl Connection {
                 self.rx_scratch[..n].copy_from_slice(p);
                 self.handle_payload(n, now);
             }
-            Inbound::Restarted => {
-                if matches!(self.state, State::Established { .. }) {
-                    self.events
-                        .push_back(ConnEvent::SessionLost(CloseReason::PeerRestarted));
-                }
-                if !self.is_client {
-                    self.state = State::ServerWait;
-                }
-            }
+            // A new SYN on a live flow is answered at the fake-TCP level only. The session
+            // stays: a SYN proves nothing (anyone can forge one), and a client that really
+            // restarted follows with a msg1 that authenticates (see `pending`).
+            Inbound::Restarted => {}
             Inbound::Control | Inbound::IgnoredRst | Inbound::Ignored => {}
         }
     }
@@ -385,12 +386,18 @@ impl Connection {
                             mux: Mux::new(self.cfg.mux.clone(), true, now),
                         });
                         tracing::info!(peer = %self.flow.addrs().remote, "session established");
+                        let mut session = session;
+                        // First data at once: confirms the session to the server and
+                        // measures the RTT.
+                        session.mux.ping(now);
                         self.state = State::Established {
                             session,
                             replay_msg: None,
                             send_msg2: false,
                             accepted_msg2: Some(d),
                             last_rehandshake: None,
+                            pending: None,
+                            confirmed: true,
                         };
                         self.events.push_back(ConnEvent::Established);
                     }
@@ -420,7 +427,11 @@ impl Connection {
                 send_msg2,
                 accepted_msg2,
                 last_rehandshake,
+                pending,
+                confirmed,
             } => {
+                // A pending newer session gets a look at packets the current one rejects.
+                let spare = pending.as_ref().map(|_| self.rx_scratch[..n].to_vec());
                 // Opening works in place and scrambles the bytes when it fails; keep a copy of
                 // packets short enough to be a stateless reset.
                 let mut short = [0u8; reset::RESET_MAX];
@@ -429,9 +440,30 @@ impl Connection {
                 if maybe_reset {
                     short[..n].copy_from_slice(&self.rx_scratch[..n]);
                 }
-                let opened = session.opener.open(&mut self.rx_scratch[..n]);
+                let mut opened = session.opener.open(&mut self.rx_scratch[..n]);
+                let mut promoted = false;
+                if let (Err(_), Some(mut copy), Some(newer)) = (&opened, spare, pending.as_mut()) {
+                    if let Ok(pt) = newer.opener.open(&mut copy) {
+                        // The peer holds the newer keys: it restarted. Switch sessions.
+                        let len = pt.len();
+                        let off = pt.as_ptr() as usize - copy.as_ptr() as usize;
+                        self.rx_scratch[..len].copy_from_slice(&copy[off..off + len]);
+                        if let Some(newer) = pending.take() {
+                            *session = newer;
+                        }
+                        promoted = true;
+                        opened = Ok(&self.rx_scratch[..len]);
+                    }
+                }
+                if promoted {
+                    tracing::info!(peer = %self.flow.addrs().remote, "peer restarted: switched to its new session");
+                    self.events
+                        .push_back(ConnEvent::SessionLost(CloseReason::PeerRestarted));
+                    self.events.push_back(ConnEvent::Established);
+                }
                 match opened {
                     Ok(pt) => {
+                        *confirmed = true;
                         if let Some((&kind, body)) = pt.split_first() {
                             if kind == KIND_KCP {
                                 if let Err(e) = session.kcp.handle_input(body, now) {
@@ -506,23 +538,35 @@ impl Connection {
                         return;
                     }
                 };
-                if matches!(self.state, State::Established { .. }) {
-                    self.events
-                        .push_back(ConnEvent::SessionLost(CloseReason::PeerRestarted));
-                }
                 self.stats.handshakes_ok += 1;
+                let fresh = Box::new(Session {
+                    sealer: keys.sealer,
+                    opener: keys.opener,
+                    kcp: KcpSession::new(conv, &self.cfg.kcp, now),
+                    mux: Mux::new(self.cfg.mux.clone(), false, now),
+                });
+                if let State::Established {
+                    pending,
+                    replay_msg,
+                    send_msg2,
+                    ..
+                } = &mut self.state
+                {
+                    tracing::info!(peer = %self.flow.addrs().remote, "new handshake on a live flow: waiting for its first data packet");
+                    *pending = Some(fresh);
+                    *replay_msg = Some((d, msg2));
+                    *send_msg2 = true;
+                    return;
+                }
                 tracing::info!(peer = %self.flow.addrs().remote, "session established");
                 self.state = State::Established {
-                    session: Box::new(Session {
-                        sealer: keys.sealer,
-                        opener: keys.opener,
-                        kcp: KcpSession::new(conv, &self.cfg.kcp, now),
-                        mux: Mux::new(self.cfg.mux.clone(), false, now),
-                    }),
+                    session: fresh,
                     replay_msg: Some((d, msg2)),
                     send_msg2: true,
                     accepted_msg2: None,
                     last_rehandshake: None,
+                    pending: None,
+                    confirmed: false,
                 };
                 self.events.push_back(ConnEvent::Established);
             }
@@ -665,8 +709,13 @@ impl Connection {
                     }
                 };
                 if self.is_client && sealed >= RESET_PREFIX {
-                    let slot = self.sent_pos % SENT_PREFIXES;
-                    self.sent_prefixes[slot].copy_from_slice(&buf[at..at + RESET_PREFIX]);
+                    let mut p = [0u8; RESET_PREFIX];
+                    p.copy_from_slice(&buf[at..at + RESET_PREFIX]);
+                    if self.sent_prefixes.len() < SENT_PREFIXES {
+                        self.sent_prefixes.push(p);
+                    } else {
+                        self.sent_prefixes[self.sent_pos % SENT_PREFIXES] = p;
+                    }
                     self.sent_pos = self.sent_pos.wrapping_add(1);
                 }
                 self.flow.encapsulate(now, buf, at, sealed).ok()?
@@ -728,6 +777,18 @@ impl Connection {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// True once a data packet has opened with the current session: the peer holds its
+    /// keys (a replayed handshake never gets here).
+    pub fn is_confirmed(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established {
+                confirmed: true,
+                ..
+            }
+        )
     }
 
     /// True once the session has ended for good.

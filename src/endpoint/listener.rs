@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::connection::{ConnConfig, ConnEvent, Connection, Phase};
+use super::connection::{ConnConfig, ConnEvent, Connection};
 use crate::faketcp::FlowAddrs;
 use crate::wire::{ParsedFrame, TcpFlags};
 
@@ -157,7 +157,8 @@ impl Listener {
             if conn.poll_timeout().is_some_and(|t| t <= now) {
                 conn.handle_timeout(now);
             }
-            let stale = conn.phase() != Phase::Established
+            // Half-open: no confirmed session yet (a replayed handshake stays here).
+            let stale = !conn.is_confirmed()
                 && now.saturating_duration_since(*created) > HALF_OPEN_LIFETIME;
             if conn.is_closed() || stale {
                 while let Some(event) = conn.poll_event() {
@@ -182,7 +183,7 @@ impl Listener {
             .values()
             .filter_map(|(c, created)| {
                 let own = c.poll_timeout();
-                if c.phase() != Phase::Established {
+                if !c.is_confirmed() {
                     let expiry = *created + HALF_OPEN_LIFETIME;
                     Some(own.map_or(expiry, |t| t.min(expiry)))
                 } else {

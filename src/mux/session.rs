@@ -142,7 +142,9 @@ impl Mux {
 
     fn queue_window(&mut self, id: StreamId) {
         if let Some(s) = self.streams.get_mut(&id) {
-            if !s.window_pending && !s.remote_fin {
+            // Also after the peer's FIN: its bytes stay charged to the peer's session
+            // window until reported consumed.
+            if !s.window_pending {
                 s.window_pending = true;
                 self.control.push_back(Control::Window(id));
             }
