@@ -196,6 +196,17 @@ fn direction(m: &ArgMatches, prefix: &str) -> Result<Direction> {
     })
 }
 
+/// How the forwarding threads run.
+#[derive(Clone, Copy)]
+struct Tuning {
+    /// Busy-wait this long before a release instead of sleeping.
+    spin: Duration,
+    /// Complete TCP/UDP checksums left to offload.
+    fix_checksums: bool,
+    /// SCHED_FIFO priority for the forwarding threads.
+    realtime: bool,
+}
+
 /// What a capture thread hands its release thread.
 enum Msg {
     Frame(Instant, Vec<u8>),
@@ -257,8 +268,12 @@ fn main() -> Result<()> {
     let seed = m.get_one::<u64>("seed").copied().unwrap_or(1);
     let spin = parse_duration(m.get_one::<String>("spin").map_or("200us", |s| s.as_str()))
         .context("--spin")?;
-    let fix = !m.get_flag("no-fix-checksums");
-    let realtime = !m.get_flag("no-realtime");
+    let tuning = Tuning {
+        spin,
+        fix_checksums: !m.get_flag("no-fix-checksums"),
+        realtime: !m.get_flag("no-realtime"),
+    };
+    let realtime = tuning.realtime;
     let ab = direction(&m, "ab-")?;
     let ba = direction(&m, "ba-")?;
     for (name, d) in [("a→b", &ab), ("b→a", &ba)] {
@@ -318,16 +333,7 @@ fn main() -> Result<()> {
             snaplen,
             realtime,
         )?);
-        threads.push(spawn_release(
-            name,
-            link,
-            tx,
-            recv,
-            share.clone(),
-            spin,
-            fix,
-            realtime,
-        )?);
+        threads.push(spawn_release(name, link, tx, recv, share.clone(), tuning)?);
         senders.push((send, dir.signal_blackout));
         shared.push(share);
     }
@@ -460,10 +466,13 @@ fn spawn_release(
     mut tx: PcapTx,
     recv: flume::Receiver<Msg>,
     share: Arc<Shared>,
-    spin: Duration,
-    fix: bool,
-    realtime: bool,
+    tuning: Tuning,
 ) -> Result<JoinHandle<()>> {
+    let Tuning {
+        spin,
+        fix_checksums: fix,
+        realtime,
+    } = tuning;
     let thread = std::thread::Builder::new().name(format!("release {name}"));
     let handle = thread.spawn(move || {
         // Wake-ups within microseconds of the deadline instead of the default 50 µs slack.

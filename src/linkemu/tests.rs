@@ -375,3 +375,18 @@ fn serialization_time() {
     assert_eq!(serialization(1250, 10_000_000), Duration::from_millis(1));
     assert_eq!(serialization(1, 3), Duration::from_nanos(2_666_666_667));
 }
+
+#[test]
+fn held_frames_are_bounded() {
+    let t0 = Instant::now();
+    let cfg = Impairments {
+        delay: Duration::from_secs(1),
+        ..Impairments::default()
+    };
+    let mut link = Link::new(cfg, 1, t0);
+    for i in 0..HELD_LIMIT as u64 + 5 {
+        link.enqueue(t0, frame(i, 22));
+    }
+    assert_eq!(link.held(), HELD_LIMIT);
+    assert_eq!(link.stats().dropped_queue, 5);
+}
