@@ -156,17 +156,22 @@ struct Direction {
 }
 
 fn direction(m: &ArgMatches, prefix: &str) -> Result<Direction> {
-    let get = |name: &str| -> Option<String> {
-        m.get_one::<String>(&format!("{prefix}{name}"))
-            .or_else(|| m.get_one::<String>(name))
-            .cloned()
+    // The value and the option it came from (for error messages).
+    let get = |name: &str| -> Option<(String, String)> {
+        let own = format!("{prefix}{name}");
+        match m.get_one::<String>(&own) {
+            Some(v) => Some((v.clone(), own)),
+            None => m
+                .get_one::<String>(name)
+                .map(|v| (v.clone(), name.to_owned())),
+        }
     };
     let mut i = Impairments::default();
     let mut signal_blackout = None;
     macro_rules! set {
         ($name:literal, $parse:expr, |$v:ident| $apply:expr) => {
-            if let Some(text) = get($name) {
-                let $v = $parse(&text).with_context(|| format!("--{prefix}{}", $name))?;
+            if let Some((text, option)) = get($name) {
+                let $v = $parse(&text).with_context(|| format!("--{option}"))?;
                 $apply;
             }
         };
@@ -183,11 +188,17 @@ fn direction(m: &ArgMatches, prefix: &str) -> Result<Direction> {
     set!("mtu", |t: &str| t.parse::<usize>(), |v| i.mtu = Some(v));
     set!("signal-blackout", parse_duration, |v| signal_blackout =
         Some(v));
-    let own = m.get_many::<String>(&format!("{prefix}blackout"));
-    if let Some(windows) = own.or_else(|| m.get_many::<String>("blackout")) {
+    let own = format!("{prefix}blackout");
+    let windows = match m.get_many::<String>(&own) {
+        Some(w) => Some((w, own)),
+        None => m
+            .get_many::<String>("blackout")
+            .map(|w| (w, "blackout".into())),
+    };
+    if let Some((windows, option)) = windows {
         for w in windows {
             i.blackouts
-                .push(parse_blackout(w).with_context(|| format!("--{prefix}blackout"))?);
+                .push(parse_blackout(w).with_context(|| format!("--{option}"))?);
         }
     }
     Ok(Direction {
@@ -250,6 +261,9 @@ struct Shared {
     stats: Mutex<Published>,
 }
 
+/// Exit code for a bad command line (runtime failures exit 1).
+const EXIT_USAGE: i32 = 2;
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -274,8 +288,13 @@ fn main() -> Result<()> {
         realtime: !m.get_flag("no-realtime"),
     };
     let realtime = tuning.realtime;
-    let ab = direction(&m, "ab-")?;
-    let ba = direction(&m, "ba-")?;
+    let (ab, ba) = match (direction(&m, "ab-"), direction(&m, "ba-")) {
+        (Ok(ab), Ok(ba)) => (ab, ba),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("rawtun-linkemu: {e:#}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
     for (name, d) in [("a→b", &ab), ("b→a", &ba)] {
         tracing::info!(direction = name, impairments = ?d.impairments, signal_blackout = ?d.signal_blackout, "link");
     }
