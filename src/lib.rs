@@ -14,6 +14,7 @@
 //! | [`tunnel`] | the stream open header and the connect result |
 //! | [`endpoint`] | sans-IO composition of the above for one peer flow |
 //! | [`io`] | packet I/O backends (pcap, in-memory) |
+//! | [`linkemu`] | sans-IO WAN link model (delay, loss, bursts, rate, blackouts) for `rawtun-linkemu` |
 //! | [`proxy`] | SOCKS5, HTTP CONNECT and forwards (client); target dialing (server) |
 //! | [`sys`] | interface/address helpers, namespaces, privileges |
 //! | [`config`] | YAML → validated configuration (paqet-compatible) |
@@ -30,6 +31,7 @@ pub mod endpoint;
 pub mod faketcp;
 pub mod io;
 pub mod kcp;
+pub mod linkemu;
 pub mod mux;
 pub mod proxy;
 pub mod sys;
