@@ -243,35 +243,18 @@ pub(super) fn mac_string(mac: &[u8; 6]) -> String {
     parts.join(":")
 }
 
-/// TCP flag letters and their header bits (RFC 9293 §3.1 plus ECE/CWR of RFC 3168).
-const FLAG_BITS: [(char, u8); 8] = [
-    ('F', 0x01),
-    ('S', 0x02),
-    ('R', 0x04),
-    ('P', 0x08),
-    ('A', 0x10),
-    ('U', 0x20),
-    ('E', 0x40),
-    ('C', 0x80),
-];
-
-/// Parses one flag string such as `"PA"` into a flag byte. `N` (the NS bit, outside the
-/// flag byte) is accepted and ignored, as paqet does.
+/// Parses one flag string such as `"PA"` into a flag byte (the letters are those of
+/// [`crate::wire::TcpFlags::parse_letters`]; upper case only, as paqet writes them). `N`
+/// (the NS bit, outside the flag byte) is accepted and ignored, as paqet does.
 pub(super) fn tcp_flags(s: &str) -> Result<u8, String> {
-    let mut bits = 0u8;
-    for c in s.chars() {
-        if c == 'N' {
-            continue;
-        }
-        match FLAG_BITS.iter().find(|(l, _)| *l == c) {
-            Some((_, b)) => bits |= b,
-            None => {
-                return Err(format!(
-                    "{s:?}: unknown TCP flag letter {c:?} (use F S R P A U E C N)"
-                ))
-            }
-        }
+    if let Some(c) = s.chars().find(|c| !"FSRPAUECN".contains(*c)) {
+        return Err(format!(
+            "{s:?}: unknown TCP flag letter {c:?} (use F S R P A U E C N)"
+        ));
     }
+    let bits = crate::wire::TcpFlags::parse_letters(s)
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .0;
     if bits == 0 {
         return Err(format!("{s:?} sets no TCP flag"));
     }
@@ -280,9 +263,5 @@ pub(super) fn tcp_flags(s: &str) -> Result<u8, String> {
 
 /// Formats a flag byte back into letters (`0x18` → `"PA"`).
 pub(super) fn tcp_flags_string(bits: u8) -> String {
-    FLAG_BITS
-        .iter()
-        .filter(|(_, b)| bits & b != 0)
-        .map(|(l, _)| *l)
-        .collect()
+    crate::wire::TcpFlags(bits).to_string()
 }
