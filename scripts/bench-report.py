@@ -168,8 +168,9 @@ def markdown(records, meta):
         out += [
             "## Loss sweep",
             "",
-            f"iperf3 1 stream client→server, {m['sweep_seconds']} s per point, link `sweep` (50 ms RTT, 100 mbit), "
-            "Mbit/s. Plot: `loss.svg`.",
+            f"iperf3 1 stream client→server, {m['sweep_seconds']} s per point, link `sweep` ("
+            + ("FALLBACK: no delay, 100 mbit" if "FALLBACK" in m["links"].get("sweep", "") else "50 ms RTT, 100 mbit")
+            + "), Mbit/s. Plot: `loss.svg`.",
             "",
             "| loss % | " + " | ".join(rows) + " |",
             "|---:|" + "---:|" * len(rows),
@@ -183,6 +184,7 @@ def markdown(records, meta):
 def svg(records, meta):
     sweep = pick(records, kind="loss")
     colors = {"direct": "#1f77b4", "rawtun": "#d62728", "kcptun": "#2ca02c"}
+    rtt = "NO delay (fallback link)" if "FALLBACK" in meta.get("links", {}).get("sweep", "") else "50 ms RTT"
     w, h, left, right, top, bottom = 640, 400, 60, 130, 40, 50
     pw, ph = w - left - right, h - top - bottom
     losses = sorted({r["loss_pct"] for r in sweep}) or [0, 1]
@@ -200,7 +202,7 @@ def svg(records, meta):
          'font-family="sans-serif" font-size="12">',
          f'<rect width="{w}" height="{h}" fill="white"/>',
          f'<text x="{left + pw / 2}" y="20" text-anchor="middle" font-size="14">'
-         f'iperf3 1 stream, 50 ms RTT, 100 mbit link — throughput vs random loss</text>']
+         f'iperf3 1 stream, {rtt}, 100 mbit link — throughput vs random loss</text>']
     v = 0
     while v <= ymax:
         e.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
