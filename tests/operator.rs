@@ -25,6 +25,22 @@ fn rawtun(t: &Topology, side: Side, args: &[&str]) -> Output {
     t.ns(side).exec(&all)
 }
 
+/// The client config with a different `transport.kcp.key`.
+fn with_key(yaml: &str, key: &str) -> String {
+    let line = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("key:"))
+        .expect("key line");
+    yaml.replace(line, &format!("    key: \"{key}\""))
+}
+
+/// `rawtun ping -c CONFIG ARGS...` in the client namespace.
+fn ping(t: &Topology, config: &std::path::Path, args: &[&str]) -> Output {
+    let mut all = vec!["ping", "-c", config.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    rawtun(t, Side::Client, &all)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -55,66 +71,30 @@ fn ping_reports_rtt_and_tells_wrong_key_from_no_answer() {
     let _s = serial();
     let t = start("");
     let cfg = t.path("client.yaml");
-    let cfg = cfg.to_str().expect("utf-8");
-    let out = rawtun(
-        &t,
-        Side::Client,
-        &["ping", "-c", cfg, "-n", "3", "-i", "200"],
-    );
+    let out = ping(&t, &cfg, &["-n", "3", "-i", "200"]);
     let s = text(&out);
     assert!(out.status.success(), "ping failed: {s}");
     assert!(s.contains("3 probes sent, 3 received, 0.0% loss"), "{s}");
     assert!(s.contains("rtt min/avg/max"), "{s}");
 
     // Same server, wrong key: the server answers, but nothing authenticates.
+    let yaml = std::fs::read_to_string(&cfg).expect("config");
     let wrong = t.path("wrong.yaml");
-    let yaml = std::fs::read_to_string(t.path("client.yaml")).expect("config");
-    let key_line = yaml
-        .lines()
-        .find(|l| l.trim_start().starts_with("key:"))
-        .expect("key line")
-        .to_string();
-    let bad = yaml.replace(&key_line, "    key: \"not-the-right-key\"");
-    std::fs::write(&wrong, bad).expect("write");
-    let out = rawtun(
-        &t,
-        Side::Client,
-        &[
-            "ping",
-            "-c",
-            wrong.to_str().expect("utf-8"),
-            "-n",
-            "1",
-            "-W",
-            "4",
-        ],
-    );
+    std::fs::write(&wrong, with_key(&yaml, "not-the-right-key")).expect("write");
+    let out = ping(&t, &wrong, &["-n", "1", "-W", "4"]);
     let s = text(&out);
     assert!(!out.status.success(), "wrong key must fail: {s}");
     assert!(s.contains("failed authentication"), "{s}");
 
     // No server at that address: no answer at all.
     let nowhere = t.path("nowhere.yaml");
-    let yaml = std::fs::read_to_string(t.path("client.yaml")).expect("config");
     let server_ip = t.server_ip.to_string();
     std::fs::write(
         &nowhere,
         yaml.replace(&format!("{server_ip}:"), "198.18.255.254:"),
     )
     .expect("write");
-    let out = rawtun(
-        &t,
-        Side::Client,
-        &[
-            "ping",
-            "-c",
-            nowhere.to_str().expect("utf-8"),
-            "-n",
-            "1",
-            "-W",
-            "3",
-        ],
-    );
+    let out = ping(&t, &nowhere, &["-n", "1", "-W", "3"]);
     let s = text(&out);
     assert!(!out.status.success(), "{s}");
     assert!(s.contains("no answer"), "{s}");
@@ -294,41 +274,12 @@ fn dump_shows_flows_and_which_handshakes_authenticate() {
         .contains("rawtun dump:")));
     // A fresh session (ping makes its own handshake) and a wrong-key attempt.
     let cfg = t.path("client.yaml");
-    let out = rawtun(
-        &t,
-        Side::Client,
-        &[
-            "ping",
-            "-c",
-            cfg.to_str().expect("utf-8"),
-            "-n",
-            "2",
-            "-i",
-            "100",
-        ],
-    );
+    let out = ping(&t, &cfg, &["-n", "2", "-i", "100"]);
     assert!(out.status.success(), "{}", text(&out));
     let yaml = std::fs::read_to_string(&cfg).expect("config");
-    let key_line = yaml
-        .lines()
-        .find(|l| l.trim_start().starts_with("key:"))
-        .expect("key line")
-        .to_string();
     let wrong = t.path("wrong.yaml");
-    std::fs::write(&wrong, yaml.replace(&key_line, "    key: \"wrong\"")).expect("write");
-    let _ = rawtun(
-        &t,
-        Side::Client,
-        &[
-            "ping",
-            "-c",
-            wrong.to_str().expect("utf-8"),
-            "-n",
-            "1",
-            "-W",
-            "2",
-        ],
-    );
+    std::fs::write(&wrong, with_key(&yaml, "wrong")).expect("write");
+    let _ = ping(&t, &wrong, &["-n", "1", "-W", "2"]);
     assert!(
         wait_for(Duration::from_secs(10), || {
             let s = dump.log_text();

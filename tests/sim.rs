@@ -60,6 +60,19 @@ fn blake_like(label: &str) -> [u8; 32] {
     k
 }
 
+/// A link that only delays (no loss, reordering or duplication).
+fn clean_link(delay_ms: u64, seed: u64) -> LinkModel {
+    LinkModel {
+        loss: 0.0,
+        delay: Duration::from_millis(delay_ms),
+        jitter: Duration::ZERO,
+        reorder: 0.0,
+        duplicate: 0.0,
+        mtu: 1514,
+        seed,
+    }
+}
+
 /// Deterministic test data: byte `i` of stream `s`.
 fn pattern(s: u64, i: u64) -> u8 {
     let x = (i ^ (s << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -142,6 +155,16 @@ impl Sim {
             client_ev.push(e);
         }
         self.server.poll_events(server_ev);
+    }
+
+    /// Runs until the client's session is up (5 s of virtual time at most).
+    fn establish(&mut self, cev: &mut Vec<ConnEvent>, sev: &mut Vec<ListenerEvent>) {
+        let deadline = self.now + Duration::from_secs(5);
+        while self.client.phase() != Phase::Established {
+            assert!(self.now < deadline, "no session");
+            self.step(cev, sev);
+            self.advance();
+        }
     }
 
     /// Moves virtual time to the next thing that is due.
@@ -263,15 +286,7 @@ fn duplication_and_jitter_do_not_corrupt() {
 
 #[test]
 fn wrong_key_never_establishes_and_counts_auth_failures() {
-    let model = LinkModel {
-        loss: 0.0,
-        delay: Duration::from_millis(20),
-        jitter: Duration::ZERO,
-        reorder: 0.0,
-        duplicate: 0.0,
-        mtu: 1514,
-        seed: 3,
-    };
+    let model = clean_link(20, 3);
     let mut sim = Sim::new(model, "client-key", "server-key");
     let mut cev = Vec::new();
     let mut sev = Vec::new();
@@ -407,23 +422,10 @@ fn fifty_streams_echoed_concurrently() {
 /// stateless reset; the client notices at once instead of waiting for its idle timeout.
 #[test]
 fn restarted_server_resets_the_client_session() {
-    let model = LinkModel {
-        loss: 0.0,
-        delay: Duration::from_millis(25),
-        jitter: Duration::ZERO,
-        reorder: 0.0,
-        duplicate: 0.0,
-        mtu: 1514,
-        seed: 9,
-    };
+    let model = clean_link(25, 9);
     let mut sim = Sim::new(model, "k", "k");
     let (mut cev, mut sev) = (Vec::new(), Vec::new());
-    let deadline = sim.now + Duration::from_secs(5);
-    while sim.client.phase() != Phase::Established {
-        assert!(sim.now < deadline, "no session");
-        sim.step(&mut cev, &mut sev);
-        sim.advance();
-    }
+    sim.establish(&mut cev, &mut sev);
     // The server process restarts: a fresh listener with the same key and address.
     sim.server = Listener::new(conn_cfg("k"), server_addr(), SERVER_MAC, None, 16);
     let restarted_at = sim.now;
@@ -456,23 +458,10 @@ fn forged_or_replayed_resets_are_ignored() {
     use rawtun::crypto::reset::write_reset;
     let psk = Psk::from_bytes(blake_like("k"));
     let wrong = Psk::from_bytes(blake_like("other"));
-    let model = LinkModel {
-        loss: 0.0,
-        delay: Duration::from_millis(5),
-        jitter: Duration::ZERO,
-        reorder: 0.0,
-        duplicate: 0.0,
-        mtu: 1514,
-        seed: 1,
-    };
+    let model = clean_link(5, 1);
     let mut sim = Sim::new(model, "k", "k");
     let (mut cev, mut sev) = (Vec::new(), Vec::new());
-    let deadline = sim.now + Duration::from_secs(5);
-    while sim.client.phase() != Phase::Established {
-        assert!(sim.now < deadline, "no session");
-        sim.step(&mut cev, &mut sev);
-        sim.advance();
-    }
+    sim.establish(&mut cev, &mut sev);
     // Build server→client frames carrying resets: one under the wrong key for a prefix never
     // sent, one under the right key for a prefix never sent.
     let mut frames = Vec::new();
@@ -517,23 +506,10 @@ fn forged_or_replayed_resets_are_ignored() {
 /// session: the server keeps it until a data packet opens with the newer keys.
 #[test]
 fn handshake_on_a_live_flow_does_not_displace_the_session() {
-    let model = LinkModel {
-        loss: 0.0,
-        delay: Duration::from_millis(10),
-        jitter: Duration::ZERO,
-        reorder: 0.0,
-        duplicate: 0.0,
-        mtu: 1514,
-        seed: 4,
-    };
+    let model = clean_link(10, 4);
     let mut sim = Sim::new(model, "k", "k");
     let (mut cev, mut sev) = (Vec::new(), Vec::new());
-    let deadline = sim.now + Duration::from_secs(5);
-    while sim.client.phase() != Phase::Established {
-        assert!(sim.now < deadline, "no session");
-        sim.step(&mut cev, &mut sev);
-        sim.advance();
-    }
+    sim.establish(&mut cev, &mut sev);
     // An intruder with the key sends SYN + msg1 from the client's address, straight to the
     // server; its answers go to the real client, so it never completes.
     let mut intruder = Connection::client(
