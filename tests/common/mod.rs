@@ -452,6 +452,38 @@ pub struct Topology {
     pub dir: tempfile::TempDir,
 }
 
+/// Turns TSO/GSO/GRO (plus `extra`, e.g. `["tx", "off"]`) off on `ifname`: GRO hands a
+/// capture frames larger than the MTU. A failure is reported, not fatal.
+pub fn offloads_off(ns: &Netns, ifname: &str, extra: &[&str]) {
+    let mut args = vec![
+        "ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off",
+    ];
+    args.extend_from_slice(extra);
+    let out = ns.exec(&args);
+    if !out.status.success() {
+        eprintln!("warning: {args:?} in {}: {}", ns.name(), describe(&out));
+    }
+}
+
+/// One end of a test link: `ip`/30 on `ifname`, IPv6 off, offloads off, link up.
+pub fn configure_end(ns: &Netns, ifname: &str, ip: Ipv4Addr) {
+    ns.exec_ok(&["ip", "addr", "add", &format!("{ip}/30"), "dev", ifname]);
+    let _ = ns.exec(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{ifname}.disable_ipv6=1"),
+    ]);
+    offloads_off(ns, ifname, &["tx", "off"]);
+    ns.exec_ok(&["ip", "link", "set", ifname, "up"]);
+}
+
+/// True once `ifname` in `ns` reports operstate up.
+pub fn link_up(ns: &Netns, ifname: &str) -> bool {
+    ns.exec(&["cat", &format!("/sys/class/net/{ifname}/operstate")])
+        .stdout
+        .starts_with(b"up")
+}
+
 impl Topology {
     /// Builds the two namespaces and the veth between them, and waits for the link to come up.
     /// Offloads are off (segmentation, and TX checksums so captured kernel frames carry real
@@ -495,24 +527,9 @@ impl Topology {
             (&client, &client_if, client_ip),
             (&server, &server_if, server_ip),
         ] {
-            ns.exec_ok(&["ip", "addr", "add", &format!("{ip}/30"), "dev", ifname]);
-            let _ = ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{ifname}.disable_ipv6=1"),
-            ]);
-            if Path::new("/usr/sbin/ethtool").exists() || Path::new("/sbin/ethtool").exists() {
-                let _ = ns.exec(&[
-                    "ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
-                ]);
-            }
-            ns.exec_ok(&["ip", "link", "set", ifname, "up"]);
+            configure_end(ns, ifname, ip);
         }
-        let up = |ns: &Netns, ifname: &str| {
-            ns.exec(&["cat", &format!("/sys/class/net/{ifname}/operstate")])
-                .stdout
-                .starts_with(b"up")
-        };
+        let up = link_up;
         assert!(
             wait_for(Duration::from_secs(5), || up(&client, &client_if)
                 && up(&server, &server_if)),

@@ -17,7 +17,10 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{wait_for, ChildGuard, Netns, Topology, TunnelSpec, COUNTER};
+use super::{
+    configure_end, link_up, offloads_off, wait_for, ChildGuard, Netns, Topology, TunnelSpec,
+    COUNTER,
+};
 use std::sync::atomic::Ordering;
 
 /// The emulator binary, when cargo built one (it is a `src/bin` target of this crate).
@@ -93,21 +96,6 @@ impl WanLink {
 }
 
 /// `ethtool -K DEV tso off gso off gro off` (plus `extra`), when ethtool is installed.
-fn offloads_off(ns: &Netns, ifname: &str, extra: &[&str]) {
-    let mut args = vec![
-        "ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off",
-    ];
-    args.extend_from_slice(extra);
-    let out = ns.exec(&args);
-    if !out.status.success() {
-        eprintln!(
-            "warning: {args:?} in {}: {}",
-            ns.name(),
-            super::describe(&out)
-        );
-    }
-}
-
 impl Topology {
     /// Client, link and server namespaces, two veth pairs, `rawtun-linkemu` started in the
     /// link namespace with `link`'s options; returns once a ping crosses the emulated path.
@@ -160,14 +148,7 @@ impl Topology {
             (&client, &client_if, client_ip),
             (&server, &server_if, server_ip),
         ] {
-            ns.exec_ok(&["ip", "addr", "add", &format!("{ip}/30"), "dev", ifname]);
-            let _ = ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{ifname}.disable_ipv6=1"),
-            ]);
-            offloads_off(ns, ifname, &["tx", "off"]);
-            ns.exec_ok(&["ip", "link", "set", ifname, "up"]);
+            configure_end(ns, ifname, ip);
         }
         for ifname in [&a_if, &b_if] {
             let _ = middle.exec(&[
@@ -178,11 +159,7 @@ impl Topology {
             offloads_off(&middle, ifname, &[]);
             middle.exec_ok(&["ip", "link", "set", ifname, "up"]);
         }
-        let up = |ns: &Netns, ifname: &str| {
-            ns.exec(&["cat", &format!("/sys/class/net/{ifname}/operstate")])
-                .stdout
-                .starts_with(b"up")
-        };
+        let up = link_up;
         assert!(
             wait_for(Duration::from_secs(5), || up(&client, &client_if)
                 && up(&server, &server_if)
