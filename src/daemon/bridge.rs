@@ -10,6 +10,11 @@
 //! - tunnel → app: the worker passes received data straight on; the peer can only have sent
 //!   what the stream window allowed, and the window is reopened (`Consumed`) only after the
 //!   task has written the bytes to its socket. A slow application therefore stops the peer.
+//!
+//! UDP associations are streams too (their open and close), with a datagram channel beside
+//! them: datagrams never wait for credit or block anyone. A task queues one with
+//! `try_send` and the worker hands received ones on with `try_send`; a full queue drops the
+//! datagram and counts it, as a congested router would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +23,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::mux::StreamId;
+use crate::proxy::udp::{DatagramSink, UdpAssociation, UdpCounters, UdpDrop};
 use crate::tunnel::{ConnectResult, OpenRequest};
 
 /// Bytes a task may hand a worker ahead of the mux (per stream).
 pub const STREAM_CREDIT: usize = 512 * 1024;
 /// Largest chunk a task reads from its socket at once.
 const CHUNK: usize = 32 * 1024;
+/// Received datagrams a worker may queue for one association's task.
+pub const DATAGRAM_QUEUE: usize = 512;
 
 /// Identifies a stream across threads: the connection (peer address on a server, local
 /// address on a client), the session generation on that connection, and the mux stream id.
@@ -70,6 +78,11 @@ pub enum Command {
     Close {
         key: StreamKey,
     },
+    /// One datagram of the association `key` (header + payload, see [`crate::tunnel`]).
+    Datagram {
+        key: StreamKey,
+        body: Vec<u8>,
+    },
 }
 
 /// Everything a worker receives, in one queue.
@@ -82,6 +95,8 @@ pub enum Input {
 pub struct Slot {
     pub tx: mpsc::UnboundedSender<StreamMsg>,
     pub credit: Arc<Semaphore>,
+    /// UDP associations: where received datagrams go.
+    pub datagrams: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 /// The task's half of a stream.
@@ -90,24 +105,94 @@ pub struct StreamPort {
     pub cmd: flume::Sender<Input>,
     pub rx: mpsc::UnboundedReceiver<StreamMsg>,
     pub credit: Arc<Semaphore>,
+    /// UDP associations: received datagrams, and the largest body a packet carries.
+    pub datagrams: Option<(mpsc::Receiver<Vec<u8>>, usize)>,
 }
 
-/// Makes both halves of a new stream.
-pub fn stream_pair(key: StreamKey, cmd: flume::Sender<Input>) -> (Slot, StreamPort) {
+/// Makes both halves of a new stream; `datagram_max` (the session's largest datagram body)
+/// makes it a UDP association with a datagram channel.
+pub fn stream_pair(
+    key: StreamKey,
+    cmd: flume::Sender<Input>,
+    datagram_max: Option<usize>,
+) -> (Slot, StreamPort) {
     let (tx, rx) = mpsc::unbounded_channel();
     let credit = Arc::new(Semaphore::new(STREAM_CREDIT));
+    let (dtx, drx) = match datagram_max {
+        Some(max) => {
+            let (t, r) = mpsc::channel(DATAGRAM_QUEUE);
+            (Some(t), Some((r, max)))
+        }
+        None => (None, None),
+    };
     (
         Slot {
             tx,
             credit: credit.clone(),
+            datagrams: dtx,
         },
         StreamPort {
             key,
             cmd,
             rx,
             credit,
+            datagrams: drx,
         },
     )
+}
+
+/// Sends an association's datagrams to its worker; dropping it (with the association) ends
+/// the association: the control stream is reset and released.
+pub struct WorkerSink {
+    key: StreamKey,
+    cmd: flume::Sender<Input>,
+    max: usize,
+}
+
+impl WorkerSink {
+    pub fn new(key: StreamKey, cmd: flume::Sender<Input>, max: usize) -> WorkerSink {
+        WorkerSink { key, cmd, max }
+    }
+}
+
+impl DatagramSink for WorkerSink {
+    fn send_body(&self, body: Vec<u8>) -> Result<(), UdpDrop> {
+        let key = self.key;
+        self.cmd
+            .try_send(Input::Cmd(Command::Datagram { key, body }))
+            .map_err(|e| match e {
+                flume::TrySendError::Full(_) => UdpDrop::QueueFull,
+                flume::TrySendError::Disconnected(_) => UdpDrop::Closed,
+            })
+    }
+
+    fn max_body(&self) -> usize {
+        self.max
+    }
+}
+
+impl Drop for WorkerSink {
+    fn drop(&mut self) {
+        let key = self.key;
+        let cmd = self.cmd.clone();
+        let msgs = [Command::Reset { key }, Command::Close { key }];
+        // Usually there is room; otherwise finish from a task rather than block here.
+        let mut rest = Vec::new();
+        for m in msgs {
+            if let Err(flume::TrySendError::Full(m)) = cmd.try_send(Input::Cmd(m)) {
+                rest.push(m);
+            }
+        }
+        if !rest.is_empty() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    for m in rest {
+                        let _ = cmd.send_async(m).await;
+                    }
+                });
+            }
+        }
+    }
 }
 
 impl StreamPort {
@@ -126,6 +211,14 @@ impl StreamPort {
 
     pub async fn finish(&self) {
         self.send(Command::Finish { key: self.key }).await;
+    }
+
+    /// Turns a UDP association's port into the [`UdpAssociation`] front ends and the server
+    /// use; `None` for a TCP stream.
+    pub fn into_association(self, counters: Arc<UdpCounters>) -> Option<UdpAssociation> {
+        let (rx, max) = self.datagrams?;
+        let sink = Arc::new(WorkerSink::new(self.key, self.cmd, max));
+        Some(UdpAssociation::new(self.key.id, sink, rx, counters))
     }
 
     /// Waits for the first `n` bytes of the stream (the connect result). Returns them and any
@@ -159,6 +252,7 @@ impl StreamPort {
             cmd: main_cmd,
             mut rx,
             credit,
+            ..
         } = self;
         let cmd = main_cmd.clone();
         let up = async move {

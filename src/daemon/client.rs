@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::sync::oneshot;
 
-use super::bridge::{Command, Input};
+use super::bridge::{Command, Input, StreamPort};
 use super::stats::Stats;
-use crate::proxy::Connector;
+use crate::proxy::{Connector, UdpAssociation};
 use crate::tunnel::{ConnectResult, OpenRequest, Protocol, Target};
 
 /// Buffer of the in-process pipe between a front end's socket task and the stream relay.
@@ -28,6 +28,24 @@ pub struct TunnelConnector {
 
 impl Connector for TunnelConnector {
     type Stream = DuplexStream;
+
+    async fn associate(&self, target: Target) -> Result<UdpAssociation, ConnectResult> {
+        // As for streams: an association whose session died before the connect result is
+        // opened once more.
+        let port = match self.open_once(Protocol::Udp, &target).await {
+            Err(Retry) => self
+                .open_once(Protocol::Udp, &target)
+                .await
+                .map_err(|Retry| {
+                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    ConnectResult::Failure
+                })??,
+            Ok(r) => r?,
+        };
+        let (port, _rest) = port;
+        port.into_association(self.stats.udp.clone())
+            .ok_or(ConnectResult::Failure)
+    }
 
     async fn connect(&self, target: Target) -> Result<DuplexStream, ConnectResult> {
         // A stream that ends before the server's connect result carried no application data
@@ -53,15 +71,32 @@ impl TunnelConnector {
         &self,
         target: &Target,
     ) -> Result<Result<DuplexStream, ConnectResult>, Retry> {
+        let (port, rest) = match self.open_once(Protocol::Tcp, target).await? {
+            Ok(x) => x,
+            Err(r) => return Ok(Err(r)),
+        };
+        let (app, relay_end) = tokio::io::duplex(PIPE);
+        let target = target.clone();
+        tokio::spawn(async move {
+            let (up, down) = port.relay(relay_end, rest).await;
+            tracing::debug!(%target, up, down, "stream closed");
+        });
+        Ok(Ok(app))
+    }
+
+    /// Opens a stream (or UDP association) and waits for the server's connect result;
+    /// returns the port and any bytes that followed the result.
+    async fn open_once(
+        &self,
+        protocol: Protocol,
+        target: &Target,
+    ) -> Result<Result<(StreamPort, Vec<u8>), ConnectResult>, Retry> {
         let target = target.clone();
         let n = self.workers.len().max(1);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let worker = self.workers.get(i).ok_or(Retry)?;
         let (reply, wait) = oneshot::channel();
-        let req = OpenRequest {
-            protocol: Protocol::Tcp,
-            target: target.clone(),
-        };
+        let req = OpenRequest { protocol, target };
         worker
             .send_async(Input::Cmd(Command::Open { req, reply }))
             .await
@@ -83,7 +118,7 @@ impl TunnelConnector {
         )
         .await;
         let key = port.key;
-        let abandon = |port: super::bridge::StreamPort| async move {
+        let abandon = |port: StreamPort| async move {
             let _ = port
                 .cmd
                 .send_async(Input::Cmd(Command::Reset { key }))
@@ -115,11 +150,6 @@ impl TunnelConnector {
                 return Ok(Err(fail(ConnectResult::Failure)));
             }
         }
-        let (app, relay_end) = tokio::io::duplex(PIPE);
-        tokio::spawn(async move {
-            let (up, down) = port.relay(relay_end, rest).await;
-            tracing::debug!(%target, up, down, "stream closed");
-        });
-        Ok(Ok(app))
+        Ok(Ok((port, rest)))
     }
 }

@@ -1,4 +1,4 @@
-//! The client's application-facing listeners (SOCKS5, TCP forwards), kept per rule so a
+//! The client's application-facing listeners (SOCKS5, TCP and UDP forwards), kept per rule so a
 //! reload (SIGHUP) starts new rules and stops removed ones while unchanged rules — and every
 //! tunnel session — keep running.
 
@@ -99,8 +99,18 @@ async fn start(
                     ));
                 }
                 Protocol::Udp => {
-                    tracing::error!(listen = %r.listen, %target, "UDP forwards are not supported yet: this rule is inactive");
-                    return Ok(None);
+                    let socket = tokio::net::UdpSocket::bind(r.listen)
+                        .await
+                        .with_context(|| format!("forward: cannot listen on udp {}", r.listen))?;
+                    tracing::info!(listen = %r.listen, %target, "UDP forward ready");
+                    tokio::spawn(crate::proxy::serve_udp_forward(
+                        socket,
+                        target,
+                        connector.clone(),
+                        connector.stats.udp.clone(),
+                        crate::proxy::UdpForwardLimits::default(),
+                        stop,
+                    ));
                 }
             }
         }

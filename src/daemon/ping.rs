@@ -127,7 +127,7 @@ pub fn ping(cfg: &Config, opts: &PingOptions) -> anyhow::Result<PingSummary> {
                     }
                 }
                 ConnEvent::SessionLost(r) => bail!("session lost: {r:?}"),
-                ConnEvent::Stream(_) => {}
+                ConnEvent::Stream(_) | ConnEvent::Datagram(_) => {}
             }
         }
         if let Some(t) = next_probe {

@@ -2,16 +2,55 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::bridge::{Command, Input, StreamPort};
 use super::stats::Stats;
 use crate::proxy::{self, DialPolicy};
-use crate::tunnel::{ConnectResult, OpenRequest};
+use crate::tunnel::{ConnectResult, OpenRequest, Target};
+
+/// A server-side UDP association with no datagram either way for this long ends. Longer
+/// than the client's forward idle time (60 s) so the client, which knows its applications,
+/// normally decides.
+pub const UDP_IDLE: Duration = Duration::from_secs(120);
 
 /// What every server stream task shares.
 pub struct ServerCtx {
     pub policy: DialPolicy,
+}
+
+/// Serves a UDP association: checks a fixed target against the policy (so a forward to a
+/// forbidden or unresolvable target fails at once, with the reason), reports the
+/// [`ConnectResult`], then relays datagrams until the client ends it or it is idle.
+pub async fn serve_udp(port: StreamPort, req: OpenRequest, ctx: Arc<ServerCtx>, stats: Arc<Stats>) {
+    let fixed = match &req.target {
+        Target::Ip(a) => !a.ip().is_unspecified() || a.port() != 0,
+        Target::Domain(..) => true,
+    };
+    if fixed {
+        let deadline = tokio::time::Instant::now() + ctx.policy.timeout;
+        if let Err(result) = proxy::resolve(&req.target, &ctx.policy, deadline).await {
+            stats.dial_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target = %req.target, ?result, "UDP association refused");
+            port.send_raw(result.encode().to_vec()).await;
+            port.finish().await;
+            let key = port.key;
+            let _ = port
+                .cmd
+                .send_async(Input::Cmd(Command::Close { key }))
+                .await;
+            return;
+        }
+    }
+    if !port.send_raw(ConnectResult::Ok.encode().to_vec()).await {
+        return;
+    }
+    let Some(assoc) = port.into_association(stats.udp.clone()) else {
+        return;
+    };
+    tracing::debug!(target = %req.target, "UDP association open");
+    proxy::serve_udp_association(assoc, ctx.policy.clone(), UDP_IDLE).await;
+    tracing::debug!(target = %req.target, "UDP association closed");
 }
 
 /// Dials `req.target`, writes the [`ConnectResult`] as the stream's first bytes, then

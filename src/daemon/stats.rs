@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::udp::{UdpCounters, UdpSnapshot};
+
 /// One worker's figures at one moment.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -27,6 +29,15 @@ pub struct Snapshot {
     pub send_errors: u64,
     pub rtt_ms: u64,
     pub retransmits: u64,
+    /// Datagram packets sent / received by the sessions.
+    pub datagrams_out: u64,
+    pub datagrams_in: u64,
+    /// Datagrams a session refused to queue (too large, queue full, no session).
+    pub datagrams_dropped: u64,
+    /// Datagrams that arrived for no open association.
+    pub datagrams_unroutable: u64,
+    /// Datagrams dropped because their association's task was behind.
+    pub datagrams_app_full: u64,
 }
 
 impl Snapshot {
@@ -45,6 +56,11 @@ impl Snapshot {
         self.send_errors += o.send_errors;
         self.rtt_ms = self.rtt_ms.max(o.rtt_ms);
         self.retransmits += o.retransmits;
+        self.datagrams_out += o.datagrams_out;
+        self.datagrams_in += o.datagrams_in;
+        self.datagrams_dropped += o.datagrams_dropped;
+        self.datagrams_unroutable += o.datagrams_unroutable;
+        self.datagrams_app_full += o.datagrams_app_full;
     }
 }
 
@@ -76,6 +92,9 @@ pub struct Report {
     pub streams_opened: u64,
     pub dial_failures: u64,
     pub connect_failures: u64,
+    /// UDP front ends (client) or associations (server).
+    #[serde(default)]
+    pub udp: UdpSnapshot,
     pub sessions: Vec<SessionInfo>,
 }
 
@@ -94,6 +113,8 @@ pub struct Stats {
     pub streams_opened: AtomicU64,
     pub dial_failures: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Counted by the UDP tasks.
+    pub udp: Arc<UdpCounters>,
 }
 
 impl Stats {
@@ -105,6 +126,7 @@ impl Stats {
             streams_opened: AtomicU64::new(0),
             dial_failures: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            udp: Arc::default(),
         })
     }
 
@@ -136,6 +158,7 @@ impl Stats {
             streams_opened: self.streams_opened.load(Ordering::Relaxed),
             dial_failures: self.dial_failures.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
+            udp: self.udp.snapshot(),
             sessions,
         }
     }
@@ -149,6 +172,11 @@ impl Stats {
             m.insert("streams_opened".into(), r.streams_opened.into());
             m.insert("dial_failures".into(), r.dial_failures.into());
             m.insert("connect_failures".into(), r.connect_failures.into());
+            if let Ok(serde_json::Value::Object(udp)) = serde_json::to_value(r.udp) {
+                for (k, v) in udp {
+                    m.insert(format!("udp_{k}"), v);
+                }
+            }
         }
         v.to_string()
     }
@@ -252,6 +280,47 @@ impl Stats {
             "Targets the server failed to reach.",
             r.dial_failures,
         );
+        let u = &r.udp;
+        metric(
+            "datagrams_out_total",
+            "counter",
+            "Datagram packets sent.",
+            t.datagrams_out,
+        );
+        metric(
+            "datagrams_in_total",
+            "counter",
+            "Datagram packets received.",
+            t.datagrams_in,
+        );
+        metric(
+            "udp_associations_active",
+            "gauge",
+            "Open UDP associations.",
+            u.associations_active,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP rawtun_udp_dropped_total Datagrams not carried, by reason.\n# TYPE rawtun_udp_dropped_total counter"
+        );
+        for (reason, value) in [
+            ("oversize", u.dropped_oversize),
+            ("queue_full", u.dropped_queue_full),
+            ("fragment", u.dropped_fragment),
+            ("foreign", u.dropped_foreign),
+            ("malformed", u.dropped_malformed),
+            ("denied", u.dropped_denied),
+            ("limit", u.dropped_limit),
+            ("session_refused", t.datagrams_dropped),
+            ("unroutable", t.datagrams_unroutable),
+            ("task_behind", t.datagrams_app_full),
+        ] {
+            let _ = writeln!(
+                s,
+                "rawtun_udp_dropped_total{{role=\"{}\",reason=\"{reason}\"}} {value}",
+                r.role
+            );
+        }
         let _ = writeln!(s, "# HELP rawtun_session_rtt_ms Smoothed RTT per session.\n# TYPE rawtun_session_rtt_ms gauge");
         for x in &r.sessions {
             let _ = writeln!(

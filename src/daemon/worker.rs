@@ -29,6 +29,8 @@ const BATCH: usize = 256;
 /// Client reconnect backoff bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// UDP associations one client session may hold open on a server.
+const MAX_ASSOCIATIONS_PER_SESSION: usize = 256;
 
 /// A client's connection slot: one of `transport.conn` sessions.
 struct ClientSlot {
@@ -90,6 +92,10 @@ pub struct Worker {
     frames_in: u64,
     parse_errors: u64,
     send_errors: u64,
+    /// Datagrams for no open association (late, or after it closed).
+    datagrams_unroutable: u64,
+    /// Datagrams dropped because their association's task was behind.
+    datagrams_app_full: u64,
     last_publish: Instant,
 }
 
@@ -151,6 +157,8 @@ impl Worker {
             frames_in: 0,
             parse_errors: 0,
             send_errors: 0,
+            datagrams_unroutable: 0,
+            datagrams_app_full: 0,
             last_publish: Instant::now(),
         }
     }
@@ -289,6 +297,14 @@ impl Worker {
             Command::Close { key } => {
                 self.streams.remove(&key);
             }
+            Command::Datagram { key, body } => {
+                // Only for an association that is still open; refusals count in ConnStats.
+                if self.streams.contains_key(&key) {
+                    self.with_conn(key, |conn| conn.send_datagram(body).is_ok());
+                } else {
+                    self.datagrams_unroutable += 1;
+                }
+            }
         }
     }
 
@@ -365,7 +381,8 @@ impl Worker {
                 generation,
                 id,
             };
-            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone());
+            let datagram_max = (req.protocol == Protocol::Udp).then(|| conn.max_datagram());
+            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), datagram_max);
             if reply.send(Ok(port)).is_ok() {
                 self.streams.insert(key, slot);
             } else {
@@ -398,6 +415,9 @@ impl Worker {
                                 cs.closed.packets_out += st.packets_out;
                                 cs.closed.bytes_in += st.bytes_in;
                                 cs.closed.bytes_out += st.bytes_out;
+                                cs.closed.datagrams_out += st.datagrams_out;
+                                cs.closed.datagrams_in += st.datagrams_in;
+                                cs.closed.datagrams_dropped += st.datagrams_dropped;
                                 while let Some(event) = conn.poll_event() {
                                     self.events.push(ListenerEvent { peer: local, event });
                                 }
@@ -486,6 +506,7 @@ impl Worker {
                     }
                 }
                 ConnEvent::Stream(ev) => self.stream_event(peer, ev),
+                ConnEvent::Datagram(body) => self.route_datagram(peer, body),
             }
         }
         if opened {
@@ -516,8 +537,21 @@ impl Worker {
                 }
             }
             MuxEvent::Finished { id } => {
-                if let Some(s) = self.streams.get(&key(id)) {
-                    let _ = s.tx.send(StreamMsg::Fin);
+                let udp = match self.streams.get(&key(id)) {
+                    Some(s) => {
+                        let _ = s.tx.send(StreamMsg::Fin);
+                        s.datagrams.is_some()
+                    }
+                    None => false,
+                };
+                if udp {
+                    // The peer ended the association: end ours (its task sees the datagram
+                    // channel close) and release the stream.
+                    self.drop_stream(key(id), false);
+                    self.with_conn(key(id), |c| {
+                        c.stream_reset(id);
+                        true
+                    });
                 }
             }
             MuxEvent::Reset { id } => self.drop_stream(key(id), true),
@@ -527,6 +561,31 @@ impl Worker {
                 }
             }
             MuxEvent::Pong { .. } => {}
+        }
+    }
+
+    /// Hands a received datagram to its association's task.
+    fn route_datagram(&mut self, peer: SocketAddr, body: Vec<u8>) {
+        let Some(&generation) = self.generations.get(&peer) else {
+            self.datagrams_unroutable += 1;
+            return;
+        };
+        let Ok(id) = crate::tunnel::datagram_association(&body) else {
+            self.datagrams_unroutable += 1;
+            return;
+        };
+        let key = StreamKey {
+            conn: peer,
+            generation,
+            id,
+        };
+        match self.streams.get(&key).and_then(|s| s.datagrams.as_ref()) {
+            Some(tx) => {
+                if tx.try_send(body).is_err() {
+                    self.datagrams_app_full += 1;
+                }
+            }
+            None => self.datagrams_unroutable += 1,
         }
     }
 
@@ -542,15 +601,7 @@ impl Worker {
         };
         let ctx = ctx.clone();
         let req = match OpenRequest::decode(header) {
-            Ok(r) if r.protocol == Protocol::Tcp => r,
-            Ok(r) => {
-                tracing::info!(target = %r.target, "UDP streams are not supported yet");
-                self.with_conn(key, |c| {
-                    c.stream_reset(key.id);
-                    true
-                });
-                return;
-            }
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "bad stream open header");
                 self.with_conn(key, |c| {
@@ -560,7 +611,33 @@ impl Worker {
                 return;
             }
         };
-        let (slot, port) = bridge::stream_pair(key, self.self_tx.clone());
+        if req.protocol == Protocol::Udp {
+            let open = self
+                .streams
+                .iter()
+                .filter(|(k, s)| k.conn == key.conn && s.datagrams.is_some())
+                .count();
+            let mut max = None;
+            self.with_conn(key, |c| {
+                max = Some(c.max_datagram());
+                true
+            });
+            let Some(max) = max.filter(|_| open < MAX_ASSOCIATIONS_PER_SESSION) else {
+                tracing::warn!(peer = %key.conn, open, "UDP association limit reached: refused");
+                crate::proxy::udp::bump(&self.stats.udp.dropped_limit);
+                self.with_conn(key, |c| {
+                    c.stream_reset(key.id);
+                    true
+                });
+                return;
+            };
+            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), Some(max));
+            self.streams.insert(key, slot);
+            self.runtime
+                .spawn(super::server::serve_udp(port, req, ctx, self.stats.clone()));
+            return;
+        }
+        let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), None);
         self.streams.insert(key, slot);
         self.runtime.spawn(super::server::serve_stream(
             port,
@@ -575,6 +652,8 @@ impl Worker {
             frames_in: self.frames_in,
             send_errors: self.send_errors,
             streams_active: self.streams.len() as u64,
+            datagrams_unroutable: self.datagrams_unroutable,
+            datagrams_app_full: self.datagrams_app_full,
             ..Snapshot::default()
         };
         let mut sessions = Vec::new();
@@ -593,6 +672,9 @@ impl Worker {
             s.bytes_out += c.bytes_out;
             s.rst_ignored += c.rst_ignored;
             s.retransmits += k.retransmits + k.fast_retransmits;
+            s.datagrams_out += c.datagrams_out;
+            s.datagrams_in += c.datagrams_in;
+            s.datagrams_dropped += c.datagrams_dropped;
             sessions.push(SessionInfo {
                 local: conn.addrs().local,
                 peer: conn.addrs().remote,
@@ -628,6 +710,9 @@ impl Worker {
                 s.frames_out += cs.closed.packets_out;
                 s.bytes_in += cs.closed.bytes_in;
                 s.bytes_out += cs.closed.bytes_out;
+                s.datagrams_out += cs.closed.datagrams_out;
+                s.datagrams_in += cs.closed.datagrams_in;
+                s.datagrams_dropped += cs.closed.datagrams_dropped;
             }
         }
         self.stats.publish(self.index, s, sessions);

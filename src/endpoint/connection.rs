@@ -19,6 +19,12 @@ pub const MAX_FRAME: usize = 2048;
 
 /// Plaintext kind byte: the body is one KCP packet.
 const KIND_KCP: u8 = 0x01;
+/// Plaintext kind byte: the body is one datagram (never retransmitted).
+const KIND_DATAGRAM: u8 = 0x02;
+/// Datagrams queued for sending at most; more are dropped (counted). They leave ahead of
+/// KCP packets at the next `poll_transmit`, so the queue only fills when the worker is
+/// behind.
+const DATAGRAM_QUEUE: usize = 512;
 /// Version byte at the start of both handshake payloads.
 const HANDSHAKE_VERSION: u8 = 1;
 /// First handshake retransmission interval; doubles up to [`HANDSHAKE_RETRY_MAX`].
@@ -80,6 +86,19 @@ pub enum ConnEvent {
     Stream(MuxEvent),
     /// The session is gone: every stream of it is gone too.
     SessionLost(CloseReason),
+    /// A datagram arrived (its body: the [`crate::tunnel`] datagram header and payload).
+    Datagram(Vec<u8>),
+}
+
+/// Why [`Connection::send_datagram`] did not queue a datagram (each one is counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DatagramError {
+    #[error("datagram of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("datagram queue full")]
+    QueueFull,
+    #[error("no established session")]
+    NoSession,
 }
 
 /// Counters of one connection.
@@ -93,6 +112,12 @@ pub struct ConnStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub rst_ignored: u64,
+    /// Datagrams sealed and sent.
+    pub datagrams_out: u64,
+    /// Datagrams received (authenticated).
+    pub datagrams_in: u64,
+    /// Datagrams refused by [`Connection::send_datagram`] (too large, queue full, no session).
+    pub datagrams_dropped: u64,
 }
 
 struct Session {
@@ -152,6 +177,8 @@ pub struct Connection {
     /// Server: a reset to send for this packet prefix.
     pending_reset: Option<[u8; RESET_PREFIX]>,
     last_reset: Option<Instant>,
+    /// Datagrams waiting for `poll_transmit`, sent ahead of KCP packets.
+    datagrams: VecDeque<Vec<u8>>,
 }
 
 fn digest(bytes: &[u8]) -> u64 {
@@ -199,6 +226,7 @@ impl Connection {
             sent_pos: 0,
             pending_reset: None,
             last_reset: None,
+            datagrams: VecDeque::new(),
         })
     }
 
@@ -226,6 +254,7 @@ impl Connection {
             sent_pos: 0,
             pending_reset: None,
             last_reset: None,
+            datagrams: VecDeque::new(),
         }
     }
 
@@ -327,6 +356,38 @@ impl Connection {
         }
     }
 
+    /// Largest datagram body ([`crate::tunnel`] datagram header + payload) one packet
+    /// carries: `transport.kcp.mtu`, the size of the largest KCP packet, so a datagram
+    /// packet is never larger on the wire than a full KCP packet.
+    pub fn max_datagram(&self) -> usize {
+        usize::from(self.cfg.kcp.mtu)
+    }
+
+    /// Queues one datagram body to go out, unreliably, ahead of KCP packets at the next
+    /// [`Connection::poll_transmit`]. Refused (and counted) when larger than
+    /// [`Connection::max_datagram`], when the queue is full, or before the session is up.
+    pub fn send_datagram(&mut self, body: Vec<u8>) -> Result<(), DatagramError> {
+        let max = self.max_datagram();
+        let err = if !matches!(self.state, State::Established { .. }) {
+            Some(DatagramError::NoSession)
+        } else if body.len() > max {
+            Some(DatagramError::TooLarge {
+                len: body.len(),
+                max,
+            })
+        } else if self.datagrams.len() >= DATAGRAM_QUEUE {
+            Some(DatagramError::QueueFull)
+        } else {
+            None
+        };
+        if let Some(e) = err {
+            self.stats.datagrams_dropped += 1;
+            return Err(e);
+        }
+        self.datagrams.push_back(body);
+        Ok(())
+    }
+
     pub fn poll_event(&mut self) -> Option<ConnEvent> {
         self.events.pop_front()
     }
@@ -335,6 +396,8 @@ impl Connection {
         if !matches!(self.state, State::Closed) {
             tracing::info!(peer = %self.flow.addrs().remote, ?reason, "session closed");
             self.state = State::Closed;
+            self.stats.datagrams_dropped += self.datagrams.len() as u64;
+            self.datagrams.clear();
             self.events.push_back(ConnEvent::SessionLost(reason));
         }
     }
@@ -464,8 +527,8 @@ impl Connection {
                 match opened {
                     Ok(pt) => {
                         *confirmed = true;
-                        if let Some((&kind, body)) = pt.split_first() {
-                            if kind == KIND_KCP {
+                        match pt.split_first() {
+                            Some((&KIND_KCP, body)) => {
                                 if let Err(e) = session.kcp.handle_input(body, now) {
                                     tracing::debug!(error = %e, "bad KCP packet after auth");
                                 }
@@ -473,6 +536,11 @@ impl Connection {
                                     session.kcp.flush(now);
                                 }
                             }
+                            Some((&KIND_DATAGRAM, body)) => {
+                                self.stats.datagrams_in += 1;
+                                self.events.push_back(ConnEvent::Datagram(body.to_vec()));
+                            }
+                            _ => {}
                         }
                         self.drain_kcp(now);
                     }
@@ -667,46 +735,24 @@ impl Connection {
                         return Some(r);
                     }
                 }
-                // Move mux frames into KCP as far as KCP's send queue allows.
-                let mut fed = false;
-                while session.mux.has_output() {
-                    let cap = session.kcp.send_capacity().min(64 * 1024);
-                    if cap == 0 {
-                        break;
-                    }
-                    self.mux_scratch.clear();
-                    if session.mux.poll_output(&mut self.mux_scratch, cap, now) == 0 {
-                        break;
-                    }
-                    if session.kcp.send(&self.mux_scratch).is_err() {
-                        break;
-                    }
-                    fed = true;
-                }
-                if fed {
-                    while let Some(ev) = session.mux.poll_event() {
-                        self.events.push_back(ConnEvent::Stream(ev));
-                    }
-                    if !self.cfg.kcp.wdelay {
-                        session.kcp.flush(now);
-                    }
-                }
-                let pkt = session.kcp.poll_transmit()?;
-                let body = at + crypto::HEADER_LEN;
-                let end = body + 1 + pkt.len();
-                if end + 32 > buf.len() {
-                    tracing::warn!(len = pkt.len(), "KCP packet larger than frame buffer");
+                // Datagrams first: they must not wait behind stream bytes.
+                let (kind, body) = if let Some(d) = self.datagrams.pop_front() {
+                    self.stats.datagrams_out += 1;
+                    (KIND_DATAGRAM, d)
+                } else {
+                    Self::feed_kcp(
+                        session,
+                        &mut self.mux_scratch,
+                        &self.cfg,
+                        &mut self.events,
+                        now,
+                    );
+                    (KIND_KCP, session.kcp.poll_transmit()?)
+                };
+                let sealed = Self::seal(&mut session.sealer, buf, at, kind, &body)?;
+                let Ok(sealed) = sealed else {
+                    self.close(CloseReason::CounterExhausted);
                     return None;
-                }
-                buf[body] = KIND_KCP;
-                buf[body + 1..end].copy_from_slice(&pkt);
-                let sealed = match session.sealer.seal(buf, at, 1 + pkt.len()) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot seal: closing session");
-                        self.close(CloseReason::CounterExhausted);
-                        return None;
-                    }
                 };
                 if self.is_client && sealed >= RESET_PREFIX {
                     let mut p = [0u8; RESET_PREFIX];
@@ -723,6 +769,67 @@ impl Connection {
         };
         self.count_out(r.len());
         Some(r)
+    }
+
+    /// Moves mux frames into KCP as far as KCP's send queue allows, then flushes KCP
+    /// (unless `wdelay`).
+    fn feed_kcp(
+        session: &mut Session,
+        scratch: &mut Vec<u8>,
+        cfg: &ConnConfig,
+        events: &mut VecDeque<ConnEvent>,
+        now: Instant,
+    ) {
+        let mut fed = false;
+        while session.mux.has_output() {
+            let cap = session.kcp.send_capacity().min(64 * 1024);
+            if cap == 0 {
+                break;
+            }
+            scratch.clear();
+            if session.mux.poll_output(scratch, cap, now) == 0 {
+                break;
+            }
+            if session.kcp.send(scratch).is_err() {
+                break;
+            }
+            fed = true;
+        }
+        if fed {
+            while let Some(ev) = session.mux.poll_event() {
+                events.push_back(ConnEvent::Stream(ev));
+            }
+            if !cfg.kcp.wdelay {
+                session.kcp.flush(now);
+            }
+        }
+    }
+
+    /// Writes `kind` + `body` after the crypto header at `buf[at..]` and seals it in place.
+    /// `None`: it does not fit the buffer (skipped); `Some(Err)`: the counter is exhausted.
+    fn seal(
+        sealer: &mut Sealer,
+        buf: &mut [u8],
+        at: usize,
+        kind: u8,
+        body: &[u8],
+    ) -> Option<Result<usize, crypto::SealError>> {
+        let start = at + crypto::HEADER_LEN;
+        let end = start + 1 + body.len();
+        if end + 32 > buf.len() {
+            tracing::warn!(
+                len = body.len(),
+                kind,
+                "packet larger than the frame buffer"
+            );
+            return None;
+        }
+        buf[start] = kind;
+        buf[start + 1..end].copy_from_slice(body);
+        Some(sealer.seal(buf, at, 1 + body.len()).map_err(|e| {
+            tracing::warn!(error = %e, "cannot seal: closing session");
+            e
+        }))
     }
 
     fn count_out(&mut self, n: usize) {

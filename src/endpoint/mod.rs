@@ -25,10 +25,17 @@
 //! |  kind  |  body (KCP packet, ...)       |
 //! +--------+------------------------------+
 //! kind 0x01: body is one KCP packet
+//! kind 0x02: body is one datagram ([`crate::tunnel`] datagram header + UDP payload)
 //! ```
+//!
+//! Datagrams are never retransmitted or reordered by rawtun: a lost one stays lost (the
+//! replay window drops duplicates the path made). They are queued apart from the stream
+//! bytes and leave ahead of KCP packets, so a full KCP send window never delays them.
 
 mod connection;
 mod listener;
 
-pub use connection::{CloseReason, ConnConfig, ConnEvent, ConnStats, Connection, Phase, MAX_FRAME};
+pub use connection::{
+    CloseReason, ConnConfig, ConnEvent, ConnStats, Connection, DatagramError, Phase, MAX_FRAME,
+};
 pub use listener::{Listener, ListenerEvent, ListenerStats};

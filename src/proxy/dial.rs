@@ -40,17 +40,21 @@ impl fmt::Debug for DialPolicy {
     }
 }
 
-/// Resolves `target` (domains with the system resolver), drops addresses the policy denies
-/// and tries the rest in order until one connects, all within `policy.timeout`.
-pub async fn dial(target: &Target, policy: &DialPolicy) -> Result<TcpStream, ConnectResult> {
-    let deadline = Instant::now() + policy.timeout;
+/// Resolves `target` (domains with the system resolver, bounded by `deadline`) and keeps
+/// the addresses the policy permits (IPv4-mapped IPv6 addresses become IPv4). `Denied` if
+/// it resolved only to forbidden addresses.
+pub async fn resolve(
+    target: &Target,
+    policy: &DialPolicy,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, ConnectResult> {
     let resolved: Vec<SocketAddr> = match target {
         Target::Ip(addr) => vec![*addr],
         Target::Domain(host, port) => {
             match timeout_at(deadline, tokio::net::lookup_host((host.as_str(), *port))).await {
                 Err(_) => return Err(ConnectResult::Timeout),
                 Ok(Err(error)) => {
-                    debug!(%target, %error, "dial: resolution failed");
+                    debug!(%target, %error, "resolution failed");
                     return Err(ConnectResult::Unreachable);
                 }
                 Ok(Ok(addrs)) => addrs.collect(),
@@ -60,13 +64,29 @@ pub async fn dial(target: &Target, policy: &DialPolicy) -> Result<TcpStream, Con
     if resolved.is_empty() {
         return Err(ConnectResult::Unreachable);
     }
-    let mut last = ConnectResult::Denied;
-    for addr in resolved {
-        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-        if !(policy.permits)(addr.ip()) {
-            debug!(%target, %addr, "dial: denied by policy");
-            continue;
-        }
+    let permitted: Vec<SocketAddr> = resolved
+        .into_iter()
+        .map(|addr| SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+        .filter(|addr| {
+            let ok = (policy.permits)(addr.ip());
+            if !ok {
+                debug!(%target, %addr, "denied by policy");
+            }
+            ok
+        })
+        .collect();
+    if permitted.is_empty() {
+        return Err(ConnectResult::Denied);
+    }
+    Ok(permitted)
+}
+
+/// Resolves `target`, drops addresses the policy denies and tries the rest in order until
+/// one connects, all within `policy.timeout`.
+pub async fn dial(target: &Target, policy: &DialPolicy) -> Result<TcpStream, ConnectResult> {
+    let deadline = Instant::now() + policy.timeout;
+    let mut last = ConnectResult::Failure;
+    for addr in resolve(target, policy, deadline).await? {
         match timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectResult::Timeout),
             Ok(Ok(stream)) => {

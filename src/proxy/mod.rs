@@ -2,13 +2,15 @@
 //!
 //! Client side: front ends that accept local application connections and carry each one over
 //! a tunnel stream — SOCKS5 ([`serve_socks5`], RFC 1928/1929), HTTP CONNECT
-//! ([`serve_http_connect`]) and fixed TCP forwards ([`serve_tcp_forward`]). The tunnel is
-//! abstracted behind [`Connector`], so these run (and are tested) without the rest of the
-//! system.
+//! ([`serve_http_connect`]) and fixed TCP forwards ([`serve_tcp_forward`]); SOCKS5 UDP
+//! ASSOCIATE and UDP forwards ([`serve_udp_forward`]) carry datagrams over tunnel UDP
+//! associations ([`udp`]). The tunnel is abstracted behind [`Connector`], so these run (and
+//! are tested) without the rest of the system.
 //!
 //! Server side: [`dial`] resolves and connects to a target under a [`DialPolicy`], and
 //! [`relay`] copies bytes between a tunnel stream and the target connection;
-//! [`serve_stream`] does both for one opened stream and sends the [`ConnectResult`].
+//! [`serve_stream`] does both for one opened stream and sends the [`ConnectResult`];
+//! [`serve_udp_association`] serves one UDP association.
 //!
 //! Every accept loop spawns one task per connection, returns when its shutdown flag becomes
 //! `true` (or its sender is dropped) and ends the connection tasks it spawned at the same
@@ -21,6 +23,7 @@ mod http;
 mod relay;
 mod server;
 pub mod socks5;
+pub mod udp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,12 +36,15 @@ use tracing::{debug, info, warn};
 
 use crate::tunnel::{ConnectResult, Target};
 
-pub use dial::{dial, DialPolicy};
+pub use dial::{dial, resolve, DialPolicy};
 pub use forward::serve_tcp_forward;
 pub use http::serve_http_connect;
 pub use relay::relay;
 pub use server::serve_stream;
 pub use socks5::{serve_socks5, Socks5Auth};
+pub use udp::forward::{serve_udp_forward, UdpForwardLimits};
+pub use udp::server::serve_udp_association;
+pub use udp::{UdpAssociation, UdpCounters, UdpDrop};
 
 /// A byte stream through the tunnel (a mux stream in the daemon, a pipe in tests).
 pub trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -53,6 +59,16 @@ pub trait Connector: Clone + Send + Sync + 'static {
         &self,
         target: Target,
     ) -> impl Future<Output = Result<Self::Stream, ConnectResult>> + Send;
+
+    /// Opens a UDP association towards `target` (`0.0.0.0:0`: any destination, each
+    /// datagram names its own). A connector without UDP refuses with `Failure`.
+    fn associate(
+        &self,
+        target: Target,
+    ) -> impl Future<Output = Result<UdpAssociation, ConnectResult>> + Send {
+        let _ = target;
+        std::future::ready(Err(ConnectResult::Failure))
+    }
 }
 
 /// Reads the server's [`ConnectResult`] from the start of a freshly opened tunnel stream:
@@ -77,7 +93,7 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Resolves once `shutdown` is `true` or its sender is gone.
-async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
@@ -125,7 +141,7 @@ async fn accept_loop<F, Fut>(
 
 /// Closes a client connection after an error reply: sends FIN, then reads and discards
 /// what the client still sends (bounded in bytes and time) so the reply is not reset away.
-async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+pub(crate) async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let _ = stream.shutdown().await;
     let drain = async {
         let mut buf = [0u8; 1024];

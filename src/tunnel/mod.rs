@@ -33,13 +33,41 @@
 //!
 //! After an `ok` result raw data flows both ways; after any other result the server closes
 //! the stream. [`ConnectResult::socks5_reply_code`] maps a result to the RFC 1928 §6 reply.
+//!
+//! # UDP associations
+//!
+//! A UDP association is a stream opened with PROTOCOL = 2. Its target is the fixed
+//! destination of a UDP forward, or `0.0.0.0:0` ("any", SOCKS5 UDP ASSOCIATE, where every
+//! datagram names its own). The server answers with a connect result as for TCP; the stream
+//! then carries no data and lives as long as the association: either side ends the
+//! association by closing it (control connection closed, idle expiry, session lost).
+//!
+//! The datagrams themselves never enter the stream: each travels in its own sealed packet
+//! beside the KCP session (see [`crate::endpoint`]), is never retransmitted, and starts with
+//! this header:
+//!
+//! ```text
+//! +-------------------+------+--------------------------+------------+-----------+
+//! | ASSOCIATION (u32) | ATYP | ADDRESS (variable)       | PORT (u16) | PAYLOAD   |
+//! | = the stream id   |      | as in the open request   | big endian | (rest)    |
+//! +-------------------+------+--------------------------+------------+-----------+
+//! ```
+//!
+//! Client → server the address is the destination; server → client it is the source the
+//! reply came from. A datagram must fit in one packet whole (see
+//! [`crate::endpoint::Connection::max_datagram`]): larger ones are dropped and counted,
+//! never cut.
 
+mod datagram;
 mod open;
 mod result;
 mod target;
 #[cfg(test)]
 mod tests;
 
+pub use datagram::{
+    datagram_association, datagram_header_len, decode_datagram, encode_datagram, DatagramRef,
+};
 pub use open::{OpenRequest, Protocol};
 pub use result::ConnectResult;
 pub use target::{is_valid_domain, Target, TargetError};

@@ -226,7 +226,7 @@ pub enum Command {
     Connect,
     /// Accept one inbound connection (not supported: reply 7).
     Bind,
-    /// Relay UDP datagrams (not supported yet: reply 7).
+    /// Relay UDP datagrams (RFC 1928 §7).
     UdpAssociate,
 }
 
@@ -286,7 +286,7 @@ impl Request {
 pub struct Reply {
     /// Reply code (see [`reply`] and [`crate::tunnel::ConnectResult::socks5_reply_code`]).
     pub code: u8,
-    /// BND.ADDR/BND.PORT; this server always sends 0.0.0.0:0.
+    /// BND.ADDR/BND.PORT: 0.0.0.0:0, except for UDP ASSOCIATE (the relay's address).
     pub bound: Target,
 }
 
@@ -316,6 +316,45 @@ impl Reply {
         let mut buf = vec![VERSION, self.code, 0];
         push_address(&mut buf, &self.bound);
         w.write_all(&buf).await
+    }
+}
+
+/// The header in front of every datagram between a client and the UDP relay
+/// (RFC 1928 §7); ADDR as in a request. FRAG ≠ 0 marks a fragment, which this relay drops.
+///
+/// ```text
+/// +-----+------+------+----------+----------+----------+
+/// | RSV | FRAG | ATYP | DST.ADDR | DST.PORT |   DATA   |
+/// +-----+------+------+----------+----------+----------+
+/// |  2  |  1   |  1   | Variable |    2     | Variable |
+/// +-----+------+------+----------+----------+----------+
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpHeader {
+    /// Fragment number; 0 for a whole datagram.
+    pub frag: u8,
+    /// Destination (client → relay) or source (relay → client).
+    pub addr: Target,
+}
+
+impl UdpHeader {
+    /// Parses the header at the start of `datagram`; returns it and where DATA starts.
+    pub async fn parse(datagram: &[u8]) -> Result<(UdpHeader, usize), Socks5Error> {
+        let mut r = datagram;
+        let mut head = [0u8; 3];
+        r.read_exact(&mut head).await?;
+        let addr = read_address(&mut r).await?;
+        let header = UdpHeader {
+            frag: head[2],
+            addr,
+        };
+        Ok((header, datagram.len() - r.len()))
+    }
+
+    /// Appends the header (RSV zero).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0, 0, self.frag]);
+        push_address(out, &self.addr);
     }
 }
 

@@ -1,10 +1,12 @@
-//! SOCKS5 front end (RFC 1928 CONNECT, RFC 1929 username/password): accepts local clients,
-//! negotiates, and carries each CONNECT over a tunnel stream. BIND and UDP ASSOCIATE are
-//! answered with reply 7 (command not supported). Message formats are in [`message`].
+//! SOCKS5 front end (RFC 1928 CONNECT and UDP ASSOCIATE, RFC 1929 username/password):
+//! accepts local clients, negotiates, and carries each CONNECT over a tunnel stream and each
+//! UDP ASSOCIATE over a tunnel UDP association ([`udp`]). BIND is answered with reply 7
+//! (command not supported). Message formats are in [`message`].
 
 pub mod message;
 #[cfg(test)]
 mod tests;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use self::message::{
     Request, Socks5Error,
 };
 use super::{accept_loop, close_gracefully, relay::pipe, Connector, HANDSHAKE_TIMEOUT};
-use crate::tunnel::{ConnectResult, Target};
+use crate::tunnel::ConnectResult;
 
 /// Credentials a SOCKS5 client must present (RFC 1929).
 #[derive(Clone)]
@@ -70,14 +72,33 @@ pub async fn serve_socks5<C: Connector>(
     accept_loop(listener, shutdown, "socks5", move |stream, peer| {
         let auth = auth.clone();
         let connector = connector.clone();
+        // UDP ASSOCIATE binds its relay on the address the client reached us at.
+        let local = stream.local_addr().ok();
         async move {
-            session(stream, peer, auth.as_deref(), &connector, HANDSHAKE_TIMEOUT).await;
+            let client = Client { peer, local };
+            session(
+                stream,
+                client,
+                auth.as_deref(),
+                &connector,
+                HANDSHAKE_TIMEOUT,
+            )
+            .await;
         }
     })
     .await;
 }
 
-/// Why a handshake ended without a CONNECT target; any reply due was already sent.
+/// The two ends of a client's control connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Client {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our end of the connection (`None` when it has no socket address, as in tests).
+    pub local: Option<SocketAddr>,
+}
+
+/// Why a handshake ended without a usable request; any reply due was already sent.
 #[derive(Debug, thiserror::Error)]
 enum HandshakeError {
     #[error(transparent)]
@@ -90,10 +111,11 @@ enum HandshakeError {
     Command(Command),
 }
 
-/// One client connection: handshake (bounded by `handshake_timeout`), connect, relay.
+/// One client connection: handshake (bounded by `handshake_timeout`), then CONNECT (connect,
+/// relay) or UDP ASSOCIATE (relay datagrams while the connection stays open).
 pub(crate) async fn session<S, C>(
     mut client: S,
-    peer: SocketAddr,
+    ends: Client,
     auth: Option<&Socks5Auth>,
     connector: &C,
     handshake_timeout: Duration,
@@ -102,7 +124,9 @@ pub(crate) async fn session<S, C>(
     C: Connector,
 {
     let started = Instant::now();
-    let target = match tokio::time::timeout(handshake_timeout, handshake(&mut client, auth)).await {
+    let peer = ends.peer;
+    let request = match tokio::time::timeout(handshake_timeout, handshake(&mut client, auth)).await
+    {
         Err(_) => {
             debug!(%peer, "socks5: handshake timed out");
             return;
@@ -112,8 +136,13 @@ pub(crate) async fn session<S, C>(
             close_gracefully(client).await;
             return;
         }
-        Ok(Ok(target)) => target,
+        Ok(Ok(request)) => request,
     };
+    let target = request.target;
+    if request.command == Command::UdpAssociate {
+        udp::associate(client, ends, target, connector).await;
+        return;
+    }
     debug!(%peer, %target, "socks5: connecting");
     let tunnel = match connector.connect(target.clone()).await {
         Ok(tunnel) => tunnel,
@@ -138,7 +167,7 @@ pub(crate) async fn session<S, C>(
 }
 
 /// Negotiates a method, authenticates and reads the request; sends error replies itself.
-async fn handshake<S>(client: &mut S, auth: Option<&Socks5Auth>) -> Result<Target, HandshakeError>
+async fn handshake<S>(client: &mut S, auth: Option<&Socks5Auth>) -> Result<Request, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -184,10 +213,12 @@ where
     }
 
     let error = match Request::read_from(client).await {
-        Ok(Request {
-            command: Command::Connect,
-            target,
-        }) => return Ok(target),
+        Ok(
+            request @ Request {
+                command: Command::Connect | Command::UdpAssociate,
+                ..
+            },
+        ) => return Ok(request),
         Ok(Request { command, .. }) => {
             let _ = Reply::new(reply::COMMAND_NOT_SUPPORTED)
                 .write_to(client)

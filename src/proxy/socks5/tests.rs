@@ -37,7 +37,10 @@ async fn run(input: Vec<u8>, auth: Option<Socks5Auth>) -> Vec<u8> {
     let task = tokio::spawn(async move {
         session(
             server,
-            peer(),
+            Client {
+                peer: peer(),
+                local: None,
+            },
             auth.as_ref(),
             &Refusing,
             Duration::from_secs(5),
@@ -153,7 +156,17 @@ async fn idle_client_is_dropped_after_the_handshake_timeout() {
     let limit = Duration::from_millis(100);
     let (mut client, server) = tokio::io::duplex(64);
     let task = tokio::spawn(async move {
-        session(server, peer(), None, &Refusing, limit).await;
+        session(
+            server,
+            Client {
+                peer: peer(),
+                local: None,
+            },
+            None,
+            &Refusing,
+            limit,
+        )
+        .await;
     });
     client.write_all(&[5, 1]).await.unwrap();
     let started = std::time::Instant::now();
