@@ -13,11 +13,13 @@ mod neighbor;
 pub mod notify;
 mod process;
 pub mod route;
+mod socket;
 pub mod sysctl;
 
 pub use interface::{interface_addrs, interface_mac, interface_mtu};
 pub use neighbor::neighbor_mac;
 pub use process::{enter_netns, is_root, is_root_or_capable};
+pub use socket::set_recv_buffer;
 
 /// Parses `aa:bb:cc:dd:ee:ff` (hex digits in either case).
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {

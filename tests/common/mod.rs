@@ -373,6 +373,8 @@ pub struct TunnelSpec {
     pub socks5: Option<String>,
     /// TCP forwards of the client.
     pub forwards: Vec<Forward>,
+    /// UDP forwards of the client.
+    pub udp_forwards: Vec<Forward>,
     /// `log.level` of both daemons.
     pub log_level: String,
     /// Extra lines under `transport.kcp` of both configs, unindented (`"mtu: 1200\n"`).
@@ -402,6 +404,7 @@ impl Default for TunnelSpec {
                     target: "127.0.0.1:9101".into(),
                 },
             ],
+            udp_forwards: Vec::new(),
             log_level: "info".into(),
             kcp_yaml: String::new(),
             transport_yaml: String::new(),
@@ -614,11 +617,12 @@ impl Topology {
         if let Some(socks) = &spec.socks5 {
             client += &format!("socks5:\n  - listen: \"{socks}\"\n");
         }
-        if !spec.forwards.is_empty() {
+        if !spec.forwards.is_empty() || !spec.udp_forwards.is_empty() {
             client += "forward:\n";
-            for f in &spec.forwards {
+            let tcp = spec.forwards.iter().map(|f| (f, "tcp"));
+            for (f, protocol) in tcp.chain(spec.udp_forwards.iter().map(|f| (f, "udp"))) {
                 client += &format!(
-                    "  - listen: \"{}\"\n    target: \"{}\"\n    protocol: tcp\n",
+                    "  - listen: \"{}\"\n    target: \"{}\"\n    protocol: {protocol}\n",
                     f.listen, f.target
                 );
             }

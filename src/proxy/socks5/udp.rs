@@ -61,6 +61,7 @@ where
         }
     };
     let (relay, relay_addr) = relay;
+    crate::proxy::udp::enlarge_recv_buffer(&relay);
     let answer = Reply {
         code: reply::SUCCEEDED,
         bound: Target::Ip(relay_addr),

@@ -51,6 +51,7 @@ pub async fn serve_udp_forward<C: Connector>(
     limits: UdpForwardLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    super::enlarge_recv_buffer(&socket);
     let socket = Arc::new(socket);
     let local = socket.local_addr().ok();
     info!(?local, %target, "udp forward: listening");

@@ -34,6 +34,18 @@ use crate::tunnel::{datagram_header_len, decode_datagram, encode_datagram, Targe
 /// this large so the kernel never truncates a datagram before we see its size.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
+/// Receive buffer asked for on UDP sockets that take bursts (forwards, relays, server
+/// associations), so a busy moment does not overflow the kernel's default (~208 KiB).
+pub const SOCKET_RECV_BUFFER: usize = 4 << 20;
+
+/// Enlarges `socket`'s receive buffer to [`SOCKET_RECV_BUFFER`]; a failure is logged, not
+/// fatal (the default buffer still works).
+pub fn enlarge_recv_buffer(socket: &tokio::net::UdpSocket) {
+    if let Err(error) = crate::sys::set_recv_buffer(socket, SOCKET_RECV_BUFFER) {
+        tracing::debug!(%error, "udp: cannot enlarge the receive buffer");
+    }
+}
+
 /// Why a datagram did not enter the tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UdpDrop {

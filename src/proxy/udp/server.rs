@@ -42,7 +42,9 @@ impl Sockets {
             (&mut self.v6, (Ipv6Addr::UNSPECIFIED, 0).into())
         };
         if slot.is_none() {
-            *slot = Some(UdpSocket::bind(bind).await?);
+            let socket = UdpSocket::bind(bind).await?;
+            super::enlarge_recv_buffer(&socket);
+            *slot = Some(socket);
         }
         slot.as_ref()
             .ok_or_else(|| io::Error::other("socket just bound"))
