@@ -69,6 +69,12 @@ fn check(config: &Path) -> ExitCode {
             stream as f64 / 1e6
         );
     }
+    let (v4, v6) = rawtun::tunnel::max_udp_payloads(usize::from(k.mtu));
+    println!(
+        "# largest UDP datagram: {v4} bytes to IPv4, {v6} to IPv6 destinations \
+         (kcp.mtu {} minus the datagram header); larger ones are dropped and counted, never cut",
+        k.mtu
+    );
     if k.block == rawtun::crypto::Cipher::None {
         println!("# warning: block `none` sends tunnel traffic unencrypted");
     }

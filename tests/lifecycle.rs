@@ -287,6 +287,11 @@ fn check_accepts_every_shipped_config_and_names_errors() {
             text.contains("network (detected): interface rtch0"),
             "{text}"
         );
+        // Both example configs keep the default kcp.mtu of 1350.
+        assert!(
+            text.contains("largest UDP datagram: 1339 bytes to IPv4, 1327 to IPv6"),
+            "{text}"
+        );
         checked += 1;
     }
     assert!(checked >= 2);

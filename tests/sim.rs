@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rawtun::crypto::{Cipher, Psk};
-use rawtun::endpoint::{ConnConfig, ConnEvent, Connection, Listener, ListenerEvent, Phase};
+use rawtun::endpoint::{
+    ConnConfig, ConnEvent, Connection, DatagramError, Listener, ListenerEvent, Phase,
+};
 use rawtun::faketcp::{FlowAddrs, FlowConfig};
 use rawtun::io::mem::{LinkModel, MemNetwork};
 use rawtun::kcp::KcpConfig;
@@ -578,4 +580,96 @@ fn handshake_on_a_live_flow_does_not_displace_the_session() {
         sim.advance();
     }
     assert_eq!(got, 50_000);
+}
+
+/// Datagrams beside a saturating stream, through 5% loss and 2% duplication: each arrives
+/// at most once, intact, one link delay after it was sent (never behind stream bytes, never
+/// retransmitted); an oversized one is refused whole.
+#[test]
+fn datagrams_skip_the_stream_queue_and_are_never_retransmitted() {
+    let model = LinkModel {
+        loss: 0.05,
+        duplicate: 0.02,
+        ..clean_link(50, 3)
+    };
+    let mut sim = Sim::new(model, "k", "k");
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    sim.establish(&mut cev, &mut sev);
+    let max = sim.client.max_datagram();
+    assert_eq!(
+        sim.client.send_datagram(vec![0; max + 1]),
+        Err(DatagramError::TooLarge { len: max + 1, max })
+    );
+    let stream = sim.client.open_stream(b"bulk").expect("open stream");
+    let chunk = vec![0x5a; 64 * 1024];
+    let start = sim.now;
+    let mut sent_at = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut worst = Duration::ZERO;
+    let mut next_send = sim.now;
+    let mut seq = 0u32;
+    const COUNT: u32 = 2000;
+    // Until every datagram is sent and a second has passed (60 s of virtual time at most).
+    while sim.now < start + Duration::from_secs(60)
+        && (seq < COUNT || sim.now < next_send + Duration::from_secs(1))
+    {
+        // Keep the stream's queue full, so KCP always has a window's worth waiting.
+        sim.client.stream_write(stream, &chunk);
+        if seq < COUNT && sim.now >= next_send {
+            let mut body = seq.to_be_bytes().to_vec();
+            body.extend((0..200).map(|i| pattern(u64::from(seq), i)));
+            sim.client.send_datagram(body).expect("queued");
+            sent_at.insert(seq, sim.now);
+            seq += 1;
+            next_send = sim.now + Duration::from_millis(2);
+        }
+        sim.step(&mut cev, &mut sev);
+        cev.clear();
+        for ListenerEvent { peer, event } in sev.drain(..) {
+            match event {
+                ConnEvent::Datagram(body) => {
+                    let n = u32::from_be_bytes(body[..4].try_into().expect("4 bytes"));
+                    assert!(seen.insert(n), "datagram {n} delivered twice");
+                    assert!(
+                        body[4..]
+                            .iter()
+                            .enumerate()
+                            .all(|(i, b)| *b == pattern(u64::from(n), i as u64)),
+                        "datagram {n} altered"
+                    );
+                    worst = worst.max(sim.now - sent_at[&n]);
+                }
+                ConnEvent::Stream(MuxEvent::Data { id, data }) => {
+                    let conn = sim.server.connection_mut(&peer).expect("server conn");
+                    conn.stream_consumed(id, data.len());
+                }
+                _ => {}
+            }
+        }
+        sim.advance();
+    }
+    let stats = sim.client.stats();
+    assert_eq!(seq, COUNT);
+    assert_eq!(
+        stats.datagrams_out,
+        u64::from(COUNT),
+        "sent once each, never again"
+    );
+    assert_eq!(stats.datagrams_dropped, 1, "only the oversized one");
+    let got = seen.len() as u32;
+    assert!(
+        got < COUNT && got > COUNT * 9 / 10,
+        "{got} of {COUNT} arrived through 5% loss"
+    );
+    // 50 ms one way; the sim's time step and the bulk stream's frames in the same
+    // transmit round add at most a few ms.
+    assert!(
+        worst < Duration::from_millis(55),
+        "a datagram took {worst:?}"
+    );
+    let kcp = sim.client.kcp_stats().expect("session");
+    assert!(
+        kcp.retransmits + kcp.fast_retransmits > 0,
+        "the stream did see the loss"
+    );
 }

@@ -12,6 +12,17 @@ pub fn datagram_header_len(addr: &Target) -> usize {
     ID_LEN + address_len(addr)
 }
 
+/// The largest UDP payloads to an IPv4 and an IPv6 destination when a datagram body may
+/// be `max_body` bytes (a domain destination costs 4 bytes plus the name's length).
+pub fn max_udp_payloads(max_body: usize) -> (usize, usize) {
+    let v4 = Target::Ip((std::net::Ipv4Addr::UNSPECIFIED, 0).into());
+    let v6 = Target::Ip((std::net::Ipv6Addr::UNSPECIFIED, 0).into());
+    (
+        max_body.saturating_sub(datagram_header_len(&v4)),
+        max_body.saturating_sub(datagram_header_len(&v6)),
+    )
+}
+
 /// Appends the header and the payload of one datagram to `out`.
 pub fn encode_datagram(association: u32, addr: &Target, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(datagram_header_len(addr) + payload.len());

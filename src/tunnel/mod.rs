@@ -66,7 +66,8 @@ mod target;
 mod tests;
 
 pub use datagram::{
-    datagram_association, datagram_header_len, decode_datagram, encode_datagram, DatagramRef,
+    datagram_association, datagram_header_len, decode_datagram, encode_datagram, max_udp_payloads,
+    DatagramRef,
 };
 pub use open::{OpenRequest, Protocol};
 pub use result::ConnectResult;

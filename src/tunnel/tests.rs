@@ -222,3 +222,55 @@ proptest! {
         prop_assert_eq!(OpenRequest::decode(&bytes), Ok(request));
     }
 }
+
+#[test]
+fn datagram_bytes() {
+    let to = Target::Ip("198.18.0.1:53".parse().unwrap());
+    let mut out = Vec::new();
+    encode_datagram(0x0102_0304, &to, b"hi", &mut out);
+    assert_eq!(out, [1, 2, 3, 4, 1, 198, 18, 0, 1, 0, 53, b'h', b'i']);
+    assert_eq!(datagram_header_len(&to), 11);
+    let d = decode_datagram(&out).unwrap();
+    assert_eq!(
+        d,
+        DatagramRef {
+            association: 0x0102_0304,
+            addr: to,
+            payload: b"hi"
+        }
+    );
+    assert_eq!(datagram_association(&out), Ok(0x0102_0304));
+    // A domain destination, empty payload.
+    let name = Target::Domain("a.b".into(), 443);
+    out.clear();
+    encode_datagram(7, &name, b"", &mut out);
+    assert_eq!(out, [0, 0, 0, 7, 3, 3, b'a', b'.', b'b', 1, 187]);
+    assert_eq!(decode_datagram(&out).unwrap().payload, b"");
+    assert_eq!(max_udp_payloads(1350), (1339, 1327));
+}
+
+#[test]
+fn datagram_truncations_are_errors() {
+    let mut out = Vec::new();
+    encode_datagram(
+        9,
+        &Target::Ip("[2001:db8::1]:5353".parse().unwrap()),
+        b"",
+        &mut out,
+    );
+    for n in 0..out.len() {
+        assert_eq!(
+            decode_datagram(&out[..n]),
+            Err(HeaderError::Truncated),
+            "prefix {n}"
+        );
+    }
+    assert!(datagram_association(&out[..3]).is_err());
+}
+
+proptest! {
+    #[test]
+    fn datagram_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let _ = decode_datagram(&bytes);
+    }
+}
