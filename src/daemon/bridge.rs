@@ -213,6 +213,13 @@ impl StreamPort {
         self.send(Command::Finish { key: self.key }).await;
     }
 
+    /// Answers an open with a failed connect `result`, ends the stream and releases it.
+    pub async fn refuse(self, result: ConnectResult) {
+        self.send_raw(result.encode().to_vec()).await;
+        self.finish().await;
+        self.send(Command::Close { key: self.key }).await;
+    }
+
     /// Turns a UDP association's port into the [`UdpAssociation`] front ends and the server
     /// use; `None` for a TCP stream.
     pub fn into_association(self, counters: Arc<UdpCounters>) -> Option<UdpAssociation> {

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bridge::{Command, Input, StreamPort};
+use super::bridge::StreamPort;
 use super::stats::Stats;
 use crate::proxy::{self, DialPolicy};
 use crate::tunnel::{ConnectResult, OpenRequest, Target};
@@ -32,13 +32,7 @@ pub async fn serve_udp(port: StreamPort, req: OpenRequest, ctx: Arc<ServerCtx>, 
         if let Err(result) = proxy::resolve(&req.target, &ctx.policy, deadline).await {
             stats.dial_failures.fetch_add(1, Ordering::Relaxed);
             tracing::info!(target = %req.target, ?result, "UDP association refused");
-            port.send_raw(result.encode().to_vec()).await;
-            port.finish().await;
-            let key = port.key;
-            let _ = port
-                .cmd
-                .send_async(Input::Cmd(Command::Close { key }))
-                .await;
+            port.refuse(result).await;
             return;
         }
     }
@@ -80,13 +74,7 @@ pub async fn serve_stream(
         Err(result) => {
             stats.dial_failures.fetch_add(1, Ordering::Relaxed);
             tracing::info!(target = %req.target, ?result, "dial failed");
-            port.send_raw(result.encode().to_vec()).await;
-            port.finish().await;
-            let key = port.key;
-            let _ = port
-                .cmd
-                .send_async(Input::Cmd(Command::Close { key }))
-                .await;
+            port.refuse(result).await;
         }
     }
 }
