@@ -299,7 +299,7 @@ async fn socks5_refuses_bad_greetings() {
 
 #[tokio::test]
 async fn socks5_unsupported_commands_get_reply_7() {
-    for command in [2u8, 3, 9] {
+    for command in [2u8, 9] {
         let input = [5, 1, 0, 5, command, 0, 1, 127, 0, 0, 1, 0, 53];
         let mut expected = vec![5, 0];
         expected.extend_from_slice(&reply(7));
@@ -309,6 +309,17 @@ async fn socks5_unsupported_commands_get_reply_7() {
             "command {command}"
         );
     }
+}
+
+#[tokio::test]
+async fn socks5_udp_associate_without_udp_in_the_connector_gets_general_failure() {
+    let input = [5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0];
+    let mut expected = vec![5, 0];
+    expected.extend_from_slice(&reply(1));
+    assert_eq!(
+        socks5_exchange(None, ConnectResult::Ok, &input).await,
+        expected
+    );
 }
 
 #[tokio::test]
