@@ -1,6 +1,6 @@
 //! SOCKS5 front end (RFC 1928 CONNECT and UDP ASSOCIATE, RFC 1929 username/password):
 //! accepts local clients, negotiates, and carries each CONNECT over a tunnel stream and each
-//! UDP ASSOCIATE over a tunnel UDP association ([`udp`]). BIND is answered with reply 7
+//! UDP ASSOCIATE over a tunnel UDP association ([`crate::proxy::udp`]). BIND is answered with reply 7
 //! (command not supported). Message formats are in [`message`].
 
 pub mod message;
