@@ -261,6 +261,7 @@ fn run(loss: f64, one_way: Duration, reorder: f64, outage: Option<Duration>) -> 
         rcvwnd: 1024,
         wdelay: false,
         acknodelay: true,
+        rate_cap: true,
     };
     let mcfg = MuxConfig {
         stream_window: 1024 * 1024,

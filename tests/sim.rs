@@ -42,6 +42,7 @@ fn conn_cfg(key: &str) -> ConnConfig {
             rcvwnd: 4096,
             wdelay: false,
             acknodelay: true,
+            rate_cap: true,
         },
         mux: MuxConfig {
             stream_window: 8 << 20,

@@ -552,6 +552,7 @@ fn rtt_under_bulk(t: &Topology, label: &str) -> (f64, f64) {
     );
     let lost = 200 - loaded.len();
     let mbit = sent as f64 * 8.0 / 1e6 / took.as_secs_f64();
+    let retransmits = t.counter(Side::Client, "retransmits");
     let (i50, i99) = (percentile(&mut idle, 50), percentile(&mut idle, 99));
     let (l50, l90, l99) = (
         percentile(&mut loaded, 50),
@@ -561,11 +562,15 @@ fn rtt_under_bulk(t: &Topology, label: &str) -> (f64, f64) {
     eprintln!(
         "{label}: datagram RTT idle p50 {i50:.2} ms p99 {i99:.2} ms; during a {mbit:.0} Mbit/s \
          TCP upload p50 {l50:.2} ms p90 {l90:.2} ms p99 {l99:.2} ms (added p50 {:.2} ms), {lost} of \
-         200 lost",
+         200 lost; the upload's KCP retransmissions: {retransmits}",
         l50 - i50
     );
     (i50, l50)
 }
+
+/// Most the median datagram round trip may grow during the upload (measured: 3–5 ms; the
+/// margin is for a shared 2-CPU machine).
+const ADDED_MS: f64 = 15.0;
 
 #[test]
 fn datagram_round_trip_beside_a_tcp_bulk_transfer() {
@@ -575,24 +580,27 @@ fn datagram_round_trip_beside_a_tcp_bulk_transfer() {
     let _serial = serial();
     // A 20 Mbit/s bottleneck with a 30 ms queue, 10 ms each way. Inside the stream, a
     // datagram would wait behind the stream's credit and KCP's window (hundreds of ms at
-    // this rate); beside it, only behind the bottleneck queue.
+    // this rate); beside it, only behind what the upload keeps queued at the bottleneck,
+    // which the KCP rate cap holds to a quarter of the path's BDP (≈ 5 ms here; without the
+    // cap the whole 30 ms queue stays full).
     let link = LinkSpec::new(&["--delay", "10ms", "--rate", "20mbit", "--queue", "30ms"]);
     let mut t = Topology::wan_tunnel(link, spec());
     let (idle, loaded) = rtt_under_bulk(&t, "20 Mbit/s link, 20 ms RTT, 30 ms queue");
     assert!(
-        loaded < idle + 60.0,
-        "datagrams queued behind the stream: p50 {idle:.1} ms idle, {loaded:.1} ms loaded"
+        loaded < idle + ADDED_MS,
+        "the upload added more than {ADDED_MS} ms: p50 {idle:.1} ms idle, {loaded:.1} ms loaded"
     );
     for side in [Side::Client, Side::Server] {
         assert!(t.stop(side).success(), "{side:?} exit");
     }
     drop(t);
-    // The same on a bare veth, where rawtun itself is the bottleneck.
+    // The same on a bare veth, where rawtun's receiver CPU is the bottleneck (without the
+    // cap, a KCP window of frames waits in front of the datagram there: 10–28 ms).
     let mut t = Topology::tunnel(spec());
     let (idle, loaded) = rtt_under_bulk(&t, "veth");
     assert!(
-        loaded < idle + 60.0,
-        "datagrams queued behind the stream: p50 {idle:.1} ms idle, {loaded:.1} ms loaded"
+        loaded < idle + ADDED_MS,
+        "the upload added more than {ADDED_MS} ms: p50 {idle:.1} ms idle, {loaded:.1} ms loaded"
     );
     for side in [Side::Client, Side::Server] {
         assert!(t.stop(side).success(), "{side:?} exit");

@@ -91,6 +91,7 @@ pub(super) fn to_yaml(c: &Config) -> String {
                 nocongestion: Some(Switch(i64::from(k.nocongestion))),
                 wdelay: Some(k.wdelay),
                 acknodelay: Some(k.acknodelay),
+                ratecap: Some(k.ratecap),
                 mtu: int(k.mtu),
                 rcvwnd: int(k.rcvwnd),
                 sndwnd: int(k.sndwnd),

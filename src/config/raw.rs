@@ -148,6 +148,8 @@ pub(super) struct RawKcp {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknodelay: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratecap: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rcvwnd: Option<i64>,

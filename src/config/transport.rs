@@ -103,6 +103,8 @@ pub struct Kcp {
     pub wdelay: bool,
     /// Send ACKs immediately.
     pub acknodelay: bool,
+    /// Cap data in flight at twice the measured bandwidth-delay product (rawtun).
+    pub ratecap: bool,
     /// KCP packet size in bytes (50–1500).
     pub mtu: u16,
     /// Receive window in packets (1–32768).
@@ -131,6 +133,7 @@ impl fmt::Debug for Kcp {
             .field("nocongestion", &self.nocongestion)
             .field("wdelay", &self.wdelay)
             .field("acknodelay", &self.acknodelay)
+            .field("ratecap", &self.ratecap)
             .field("mtu", &self.mtu)
             .field("rcvwnd", &self.rcvwnd)
             .field("sndwnd", &self.sndwnd)
@@ -288,6 +291,7 @@ fn kcp(ctx: &Ctx, raw: RawKcp) -> Result<Kcp, ConfigError> {
             .unwrap_or(preset.nocongestion),
         wdelay: raw.wdelay.unwrap_or(false),
         acknodelay: raw.acknodelay.unwrap_or(true),
+        ratecap: raw.ratecap.unwrap_or(true),
         mtu,
         rcvwnd,
         sndwnd,

@@ -98,6 +98,7 @@ pub fn kcp_config(k: &crate::config::Kcp) -> KcpConfig {
         rcvwnd: k.rcvwnd,
         wdelay: k.wdelay,
         acknodelay: k.acknodelay,
+        rate_cap: k.ratecap,
     }
 }
 

@@ -15,6 +15,7 @@ impl KcpSession {
             if let Some(seg) = self.snd_buf.pop_front() {
                 if !seg.acked {
                     self.in_flight_bytes -= seg.data.len();
+                    self.rate.on_delivered(1);
                 }
             }
         }
@@ -33,6 +34,7 @@ impl KcpSession {
         }
         seg.acked = true;
         self.in_flight_bytes -= seg.data.len();
+        self.rate.on_delivered(1);
         seg.data = Bytes::new();
         self.pop_acked();
         true

@@ -41,6 +41,7 @@
 
 mod input;
 mod output;
+mod rate;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -94,6 +95,9 @@ pub struct KcpConfig {
     pub wdelay: bool,
     /// ACK input at once instead of on the next timer tick.
     pub acknodelay: bool,
+    /// Cap data in flight at twice the measured bandwidth-delay product (see `rate.rs`),
+    /// so bulk transfers do not build standing queues. On by default.
+    pub rate_cap: bool,
 }
 
 impl Default for KcpConfig {
@@ -109,6 +113,7 @@ impl Default for KcpConfig {
             rcvwnd: 1024,
             wdelay: false,
             acknodelay: true,
+            rate_cap: true,
         }
     }
 }
@@ -165,6 +170,12 @@ pub struct KcpStats {
     pub fast_retransmits: u64,
     /// Packets handed out by `poll_transmit`.
     pub packets_sent: u64,
+    /// The delivery-rate cap on segments in flight (0: none yet, or disabled).
+    pub rate_cap: u64,
+    /// Highest delivery rate measured in the last 10 s, segments per second.
+    pub delivery_rate: u64,
+    /// Minimum RTT the rate cap works with (ms).
+    pub min_rtt_ms: u32,
     /// Packets accepted by `handle_input`.
     pub packets_received: u64,
     /// New data segments sent (first transmissions).
@@ -205,6 +216,8 @@ pub struct KcpSession {
     fast_resend: u32,
     nocwnd: bool,
     acknodelay: bool,
+    rate_cap: bool,
+    rate: rate::RateCap,
     snd_wnd: u32,
     rcv_wnd: u32,
     rmt_wnd: u32,
@@ -267,6 +280,8 @@ impl KcpSession {
             fast_resend: cfg.resend,
             nocwnd: cfg.nocongestion,
             acknodelay: cfg.acknodelay,
+            rate_cap: cfg.rate_cap,
+            rate: rate::RateCap::default(),
             snd_wnd,
             rcv_wnd,
             rmt_wnd: rcv_wnd,
@@ -347,6 +362,7 @@ impl KcpSession {
                     let rtt = (self.now_ms as u32).wrapping_sub(hdr.ts);
                     if rtt <= RTT_SAMPLE_MAX {
                         self.update_rtt(rtt);
+                        self.rate.on_rtt(rtt, self.now_ms);
                     }
                     acked_new |= self.parse_ack(hdr.sn);
                     max_ack = match max_ack {
@@ -369,6 +385,7 @@ impl KcpSession {
         if let Some((sn, ts)) = max_ack {
             self.parse_fastack(sn, ts);
         }
+        self.rate.on_tick(self.now_ms, self.srtt);
         let progressed = seq_diff(self.snd_una, old_una) > 0;
         if progressed {
             self.grow_cwnd();
@@ -394,8 +411,28 @@ impl KcpSession {
     /// Bytes that may still be queued: queued plus in-flight data is kept at or below
     /// `2 × sndwnd` full segments.
     pub fn send_capacity(&self) -> usize {
-        (2 * self.snd_wnd as usize * self.mss)
+        // Against the rate cap too: what the cap holds back waits in the mux's per-stream
+        // queues (scheduled fairly), not in this FIFO.
+        (2 * self.window() as usize * self.mss)
             .saturating_sub(self.snd_queue.len() + self.in_flight_bytes)
+    }
+
+    /// The send window in segments, lowered to the rate cap when there is one.
+    fn window(&self) -> u64 {
+        let wnd = u64::from(self.snd_wnd);
+        match self.rate_limit() {
+            Some(cap) => wnd.min(cap),
+            None => wnd,
+        }
+    }
+
+    /// The delivery-rate cap in segments, if enabled and measured.
+    fn rate_limit(&self) -> Option<u64> {
+        if self.rate_cap {
+            self.rate.cap()
+        } else {
+            None
+        }
     }
 
     /// Copies received in-order bytes into `buf`; 0 means nothing is ready.
@@ -425,6 +462,7 @@ impl KcpSession {
     /// Runs the periodic flush if it is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_clock(now);
+        self.rate.on_tick(self.now_ms, self.srtt);
         if self.now_ms >= self.next_flush {
             self.next_flush = self.now_ms + u64::from(self.interval);
             self.flush_at_now();
@@ -462,6 +500,9 @@ impl KcpSession {
             in_flight,
             waitsnd: in_flight + queued_segments,
             queued_bytes: self.snd_queue.len(),
+            rate_cap: self.rate_limit().unwrap_or(0),
+            delivery_rate: self.rate.estimates().0,
+            min_rtt_ms: self.rate.estimates().1,
             ..self.stats.clone()
         }
     }

@@ -89,8 +89,14 @@ impl KcpSession {
         if !self.nocwnd {
             cwnd = cwnd.min(self.cwnd);
         }
+        // The rate cap counts what is really outstanding (not the span from snd_una), so a
+        // hole left by a lost segment does not stall new data.
+        let cap_bytes = self.rate_limit().map(|c| c as usize * self.mss);
         let mut new_segments = 0;
-        while self.snd_nxt.wrapping_sub(self.snd_una) < cwnd && !self.snd_queue.is_empty() {
+        while self.snd_nxt.wrapping_sub(self.snd_una) < cwnd
+            && !self.snd_queue.is_empty()
+            && cap_bytes.is_none_or(|c| self.in_flight_bytes < c)
+        {
             new_segments += 1;
             let n = self.snd_queue.len().min(self.mss);
             let data = self.snd_queue.split_to(n).freeze();
@@ -107,6 +113,9 @@ impl KcpSession {
                 acked: false,
             });
             self.snd_nxt = self.snd_nxt.wrapping_add(1);
+        }
+        if self.snd_queue.is_empty() && cap_bytes.is_none_or(|c| self.in_flight_bytes < c) {
+            self.rate.on_app_limited();
         }
 
         // First transmissions, timeouts and fast resends. Only the new tail is visited

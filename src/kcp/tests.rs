@@ -16,6 +16,7 @@ fn cfg() -> KcpConfig {
         rcvwnd: 128,
         wdelay: false,
         acknodelay: true,
+        rate_cap: false,
     }
 }
 
