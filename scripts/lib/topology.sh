@@ -115,7 +115,8 @@ firewall_up() {
 }
 
 # write_configs KEY FORWARD_LINES: server.yaml and client.yaml in $WORK. FORWARD_LINES is
-# a list of "LISTEN TARGET" pairs for the client's tcp forwards.
+# a list of "LISTEN TARGET [PROTOCOL]" lines for the client's forwards (PROTOCOL: tcp,
+# the default, or udp).
 write_configs() {
     local key=$1
     shift
@@ -145,10 +146,10 @@ YAML
         echo "forward:"
         local pair
         for pair in "$@"; do
-            read -r listen target <<<"$pair"
+            read -r listen target protocol <<<"$pair"
             echo "  - listen: \"$listen\""
             echo "    target: \"$target\""
-            echo "    protocol: tcp"
+            echo "    protocol: ${protocol:-tcp}"
         done
         echo "network:"
         echo "  interface: \"$CLIENT_IF\""
