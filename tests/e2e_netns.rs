@@ -7,11 +7,10 @@ mod common;
 
 use common::capture::{analyze, dropped_by_kernel, segments, Capture};
 use common::data::{expected_hash, receive_hashed, send_seeded, Prng, STALL};
-use common::{wait_for, Netns, Side, Topology, TunnelSpec};
+use common::{addr, listen, serial, wait_for, Netns, Side, Topology, TunnelSpec};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Mutex, MutexGuard};
+use std::net::TcpStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,26 +18,6 @@ const FORWARD: &str = "127.0.0.1:9000"; // -> server namespace 127.0.0.1:9001
 const FORWARD_TARGET: &str = "127.0.0.1:9001";
 const FORWARD_2: &str = "127.0.0.1:9100"; // -> server namespace 127.0.0.1:9101
 const FORWARD_2_TARGET: &str = "127.0.0.1:9101";
-
-/// The tests run one at a time: each runs two busy daemons, and five pairs on a 2-CPU
-/// machine would turn timing into flakiness (cargo runs the tests of a binary in parallel).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Takes the serial lock (a panic in another test does not poison the rest).
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("test addresses are valid")
-}
-
-/// Binds a listener inside `ns` (before anything connects to it).
-fn listen(ns: &Netns, at: &'static str) -> TcpListener {
-    ns.run(move || TcpListener::bind(addr(at)).expect("bind the target in the server namespace"))
-}
 
 /// Connects from a thread already inside the client namespace.
 fn connect(at: &str) -> TcpStream {

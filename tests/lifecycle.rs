@@ -7,16 +7,9 @@ mod common;
 
 use common::capture::Capture;
 use common::data::{expected_hash, receive_hashed, send_seeded};
-use common::{wait_for, Netns, Side, Topology, TunnelSpec};
+use common::{serial, wait_for, Netns, Side, Topology, TunnelSpec};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Tagged rules (iptables and ip6tables) in `ns`.
 fn tagged_rules(ns: &Netns, port: u16) -> usize {

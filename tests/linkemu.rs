@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{require_root, wait_for, ChildGuard, Netns};
@@ -19,8 +19,6 @@ use common::{require_root, wait_for, ChildGuard, Netns};
 const CLIENT_IP: &str = "198.19.200.1";
 const SERVER_IP: &str = "198.19.200.2";
 const PORT: u16 = 5400;
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Three namespaces joined by two veth pairs, with the emulator running in the middle.
 struct Wan {
@@ -260,7 +258,7 @@ fn delay_50ms_each_way() {
     if !require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::serial();
     let mut wan = Wan::new(&["--delay", "50ms"]);
     let rtts = wan.ping(20, "0.1");
     let (min, avg, max) = summary(&rtts);
@@ -279,7 +277,7 @@ fn precision_under_load() {
     if !require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::serial();
     let mut wan = Wan::new(&["--delay", "20ms", "--rate", "50mbit", "--queue", "200ms"]);
     let done = Arc::new(AtomicBool::new(false));
     let sink = udp_sink(&wan, done.clone(), Duration::from_millis(300));
@@ -336,7 +334,7 @@ fn random_loss_10_percent() {
     if !require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::serial();
     let mut wan = Wan::new(&["--ab-loss", "10%", "--seed", "7"]);
     let done = Arc::new(AtomicBool::new(false));
     let sink = udp_sink(&wan, done.clone(), Duration::from_millis(300));
@@ -356,7 +354,7 @@ fn blackout_window_drops_everything_in_it() {
     if !require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::serial();
     let mut wan = Wan::new(&["--blackout", "1s+2s"]);
     let done = Arc::new(AtomicBool::new(false));
     let sink = udp_sink(&wan, done.clone(), Duration::from_millis(300));
@@ -403,7 +401,7 @@ fn signal_blackout() {
     if !require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::serial();
     let mut wan = Wan::new(&["--signal-blackout", "1s"]);
     assert_eq!(wan.ping(3, "0.1").len(), 3);
     wan.emulator.as_ref().expect("running").signal("USR1");
@@ -425,7 +423,7 @@ fn rate_limit_20mbit() {
     if !require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::serial();
     let mut wan = Wan::new(&["--rate", "20mbit"]);
     let listening = Arc::new(AtomicBool::new(false));
     let ready = listening.clone();

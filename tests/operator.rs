@@ -4,18 +4,11 @@
 
 mod common;
 
-use common::{wait_for, Side, Topology, TunnelSpec};
+use common::{serial, wait_for, Side, Topology, TunnelSpec};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 const METRICS: &str = "127.0.0.1:9464";
 

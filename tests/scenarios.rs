@@ -8,12 +8,12 @@ mod common;
 
 use common::data::{expected_hash, hex, send_seeded, Prng, STALL};
 use common::wan::LinkSpec;
-use common::{wait_for, Netns, Side, Topology, TunnelSpec};
+use common::{addr, listen, serial, wait_for, Netns, Side, Topology, TunnelSpec};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,24 +22,6 @@ const FORWARD_TARGET: &str = "127.0.0.1:9001";
 const FORWARD_2: &str = "127.0.0.1:9100"; // -> server namespace 127.0.0.1:9101
 const FORWARD_2_TARGET: &str = "127.0.0.1:9101";
 const MIB: u64 = 1 << 20;
-
-/// One scenario at a time: three namespaces, two daemons and an emulator each; in parallel
-/// on a 2-CPU machine their timing would be meaningless.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("test addresses are valid")
-}
-
-fn listen(ns: &Netns, at: &'static str) -> TcpListener {
-    ns.run(move || TcpListener::bind(addr(at)).expect("bind the target in the server namespace"))
-}
 
 fn connect(at: &str) -> std::io::Result<TcpStream> {
     TcpStream::connect_timeout(&addr(at), Duration::from_secs(10))

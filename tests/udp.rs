@@ -13,12 +13,12 @@ mod common;
 
 use common::data::Prng;
 use common::wan::LinkSpec;
-use common::{wait_for, Forward, Netns, Side, Topology, TunnelSpec};
+use common::{addr, serial, wait_for, Forward, Netns, Side, Topology, TunnelSpec};
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,19 +31,6 @@ const SINK: &str = "127.0.0.1:9001";
 /// Largest UDP payload to an IPv4 destination at the default `kcp.mtu` of 1350: the body
 /// limit minus the datagram header (4-byte association id + 7-byte IPv4 address).
 const MAX_PAYLOAD_V4: usize = 1350 - 11;
-
-/// One test at a time: each runs two (or three) busy processes on a 2-CPU machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("test addresses are valid")
-}
 
 fn spec() -> TunnelSpec {
     TunnelSpec {

@@ -778,3 +778,27 @@ impl Drop for Topology {
         self.daemons.clear();
     }
 }
+
+/// The tests of one test binary take this lock to run one at a time: each runs busy
+/// daemons (and often an emulator), and in parallel on a 2-CPU machine their timing would
+/// turn into flakiness (cargo runs the tests of a binary in parallel).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the serial lock (a panic in another test does not poison the rest).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Parses a test address literal.
+pub fn addr(s: &str) -> std::net::SocketAddr {
+    s.parse().expect("test addresses are valid")
+}
+
+/// Binds a TCP listener inside `ns` (before anything connects to it).
+pub fn listen(ns: &Netns, at: &'static str) -> std::net::TcpListener {
+    ns.run(move || {
+        std::net::TcpListener::bind(addr(at)).expect("bind the target in the server namespace")
+    })
+}

@@ -152,6 +152,33 @@ async fn start_socks5(tunnel: MemTunnel) -> (SocketAddr, watch::Sender<bool>) {
     (addr, stop_tx)
 }
 
+/// A SOCKS5 front end over a fresh in-memory tunnel, an echo server, and one application
+/// socket with its UDP association open.
+struct Associated {
+    echo: SocketAddr,
+    tunnel: MemTunnel,
+    control: TcpStream,
+    relay: SocketAddr,
+    app: UdpSocket,
+    stop: watch::Sender<bool>,
+}
+
+async fn associated() -> Associated {
+    let echo = echo_server().await;
+    let tunnel = MemTunnel::new();
+    let (proxy, stop) = start_socks5(tunnel.clone()).await;
+    let (control, relay) = socks5_associate(proxy).await;
+    let app = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    Associated {
+        echo,
+        tunnel,
+        control,
+        relay,
+        app,
+        stop,
+    }
+}
+
 /// Polls `cond` for up to 3 s.
 async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     for _ in 0..300 {
@@ -165,11 +192,14 @@ async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn socks5_udp_associate_carries_a_query_and_its_reply_with_the_source() {
-    let echo = echo_server().await;
-    let tunnel = MemTunnel::new();
-    let (proxy, _stop) = start_socks5(tunnel.clone()).await;
-    let (_control, relay) = socks5_associate(proxy).await;
-    let app = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let Associated {
+        echo,
+        tunnel,
+        control: _control,
+        relay,
+        app,
+        stop: _stop,
+    } = associated().await;
     app.send_to(&socks5_datagram(0, echo, b"query 1"), relay)
         .await
         .unwrap();
@@ -201,11 +231,14 @@ async fn socks5_udp_associate_carries_a_query_and_its_reply_with_the_source() {
 
 #[tokio::test]
 async fn socks5_udp_drops_fragments_foreign_sources_and_oversize_datagrams_counting_each() {
-    let echo = echo_server().await;
-    let tunnel = MemTunnel::new();
-    let (proxy, _stop) = start_socks5(tunnel.clone()).await;
-    let (_control, relay) = socks5_associate(proxy).await;
-    let app = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let Associated {
+        echo,
+        tunnel,
+        control: _control,
+        relay,
+        app,
+        stop: _stop,
+    } = associated().await;
     // The first datagram fixes the client's port; it goes through.
     app.send_to(&socks5_datagram(0, echo, b"hello"), relay)
         .await
@@ -260,11 +293,14 @@ async fn socks5_udp_drops_fragments_foreign_sources_and_oversize_datagrams_count
 
 #[tokio::test]
 async fn socks5_udp_association_ends_with_its_control_connection() {
-    let echo = echo_server().await;
-    let tunnel = MemTunnel::new();
-    let (proxy, _stop) = start_socks5(tunnel.clone()).await;
-    let (control, relay) = socks5_associate(proxy).await;
-    let app = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let Associated {
+        echo,
+        tunnel,
+        control,
+        relay,
+        app,
+        stop: _stop,
+    } = associated().await;
     app.send_to(&socks5_datagram(0, echo, b"x"), relay)
         .await
         .unwrap();
