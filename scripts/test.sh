@@ -36,7 +36,7 @@ step deps bash scripts/deps.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 # Tests have their own deadlines; the outer timeout only guards CI against a wedged run.
-step test timeout 1500 cargo test --all-targets --no-fail-fast
+step test timeout 1500 cargo test --all-targets --no-fail-fast -- --include-ignored
 step doctest cargo test --doc
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
 echo "test.sh: PASS (${done_steps[*]}) in $(($(date +%s) - start)) s"

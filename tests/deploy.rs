@@ -237,10 +237,9 @@ fn recommendations() -> Vec<(String, u64)> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn tune_checks_and_raises_only_namespace_keys_in_a_fresh_netns() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("tune");
     let host_somaxconn = fs::read_to_string("/proc/sys/net/core/somaxconn")
         .expect("readable")

@@ -32,10 +32,9 @@ fn routed_pair() -> Topology {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn client_finds_interface_address_gateway_and_its_mac() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let t = routed_pair();
     assert!(
         !neighbours(&t.client).contains(&t.server_ip.to_string()),
@@ -68,10 +67,9 @@ fn client_finds_interface_address_gateway_and_its_mac() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn on_link_server_is_its_own_next_hop() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let t = Topology::pair();
     let server = IpAddr::V4(t.server_ip);
     let ifname = t.client_if.clone();
@@ -85,10 +83,9 @@ fn on_link_server_is_its_own_next_hop() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn tun_interface_is_raw_ip_without_mac() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let ns = Netns::new("dtun");
     ns.exec_ok(&["ip", "tuntap", "add", "mode", "tun", "name", "rttun0"]);
     ns.exec_ok(&["ip", "addr", "add", "198.19.230.1/24", "dev", "rttun0"]);
@@ -109,10 +106,9 @@ fn tun_interface_is_raw_ip_without_mac() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn errors_say_what_is_missing() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let t = Topology::pair();
     // No default route: neither a client to a far server nor a server can be detected.
     let err = t

@@ -78,10 +78,9 @@ fn echo_and_capture(t: &Topology) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn harness_self_test() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     // 1. A topology: names, link, addresses, TCP across the veth, capture tooling.
     let t = Topology::pair();
     let names = [t.client.name().to_owned(), t.server.name().to_owned()];

@@ -166,11 +166,12 @@ fn side_b(netns: String, mac_tx: mpsc::Sender<[u8; 6]>) -> Captured {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pcap_between_namespaces() {
-    if !sys::is_root() {
-        println!("SKIPPED: needs root");
-        return;
-    }
+    assert!(
+        sys::is_root(),
+        "needs root (network namespaces, raw packets)"
+    );
     let ns = Namespaces::create();
 
     let (mac_tx, mac_rx) = mpsc::channel();

@@ -83,10 +83,9 @@ fn usage_errors_exit_64() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn iptables_server_rules_add_twice_remove_all() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let ns = Netns::new("ipt");
     assert_eq!(
         code(&ns, IPT, &["status", "9999"]),
@@ -178,10 +177,9 @@ fn iptables_server_rules_add_twice_remove_all() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn iptables_client_rules_add_twice_remove_all() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let ns = Netns::new("iptc");
     let args = ["9999", "--client", "198.18.0.2"];
     let with = |action: &'static str| {
@@ -258,10 +256,9 @@ fn nft_tagged(ns: &Netns, port: u16) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn nft_rules_add_twice_remove_all() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     if Command::new("nft").arg("--version").output().is_err() {
         eprintln!("SKIPPED: nft not installed");
         return;
@@ -314,10 +311,9 @@ fn probe(ns: &Netns, bind_port: u16, target: &str, port: u16) -> String {
 /// runs into a timeout with them, on the server (RST from port 9999) and on the client (RST
 /// to the server's port 9999).
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn rules_keep_kernel_rsts_off_the_wire() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let t = Topology::pair();
     let (client_ip, server_ip) = (t.client_ip.to_string(), t.server_ip.to_string());
     // Client connects to server:9999 (closed): the server kernel would answer with an RST.

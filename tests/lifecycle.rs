@@ -44,10 +44,9 @@ fn transfer(t: &Topology, len: u64) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn firewall_rules_follow_the_daemon_and_survive_kill_9_as_one_copy() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let _s = serial();
     let mut t = Topology::pair();
     let spec = TunnelSpec::default();
@@ -116,10 +115,9 @@ fn firewall_rules_follow_the_daemon_and_survive_kill_9_as_one_copy() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn kernel_sends_no_rst_and_tracks_no_tunnel_connection() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let _s = serial();
     let mut t = Topology::pair();
     let spec = TunnelSpec::default();
@@ -184,10 +182,9 @@ fn kernel_sends_no_rst_and_tracks_no_tunnel_connection() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn config_without_interface_address_or_router_mac_works() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let _s = serial();
     let mut t = Topology::pair();
     let spec = TunnelSpec::default();
@@ -231,10 +228,9 @@ fn config_without_interface_address_or_router_mac_works() {
 /// namespace whose gateway is another namespace: detection's ARP stays inside them); a
 /// config error exits 2 naming file, line and field.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn check_accepts_every_shipped_config_and_names_errors() {
-    if !common::require_root() {
-        return;
-    }
+    common::require_root();
     let _s = serial();
     let host = Netns::new("ch");
     let gw = Netns::new("cg");

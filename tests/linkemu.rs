@@ -254,10 +254,9 @@ fn udp_send(wan: &Wan, count: u64, gap: Duration, len: usize) -> Vec<Instant> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn delay_50ms_each_way() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = common::serial();
     let mut wan = Wan::new(&["--delay", "50ms"]);
     let rtts = wan.ping(20, "0.1");
@@ -273,10 +272,9 @@ fn delay_50ms_each_way() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn precision_under_load() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = common::serial();
     let mut wan = Wan::new(&["--delay", "20ms", "--rate", "50mbit", "--queue", "200ms"]);
     let done = Arc::new(AtomicBool::new(false));
@@ -330,10 +328,9 @@ fn precision_under_load() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn random_loss_10_percent() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = common::serial();
     let mut wan = Wan::new(&["--ab-loss", "10%", "--seed", "7"]);
     let done = Arc::new(AtomicBool::new(false));
@@ -350,10 +347,9 @@ fn random_loss_10_percent() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn blackout_window_drops_everything_in_it() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = common::serial();
     let mut wan = Wan::new(&["--blackout", "1s+2s"]);
     let done = Arc::new(AtomicBool::new(false));
@@ -397,10 +393,9 @@ fn blackout_window_drops_everything_in_it() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn signal_blackout() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = common::serial();
     let mut wan = Wan::new(&["--signal-blackout", "1s"]);
     assert_eq!(wan.ping(3, "0.1").len(), 3);
@@ -419,10 +414,9 @@ fn signal_blackout() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn rate_limit_20mbit() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = common::serial();
     let mut wan = Wan::new(&["--rate", "20mbit"]);
     let listening = Arc::new(AtomicBool::new(false));

@@ -39,14 +39,15 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Prints `SKIPPED: needs root` and returns false when the test cannot run here.
-pub fn require_root() -> bool {
-    if is_root() {
-        true
-    } else {
-        eprintln!("SKIPPED: needs root (network namespaces, iptables, raw packets)");
-        false
-    }
+/// Fails the test unless it runs as root. Root-only tests are also marked
+/// `#[ignore = "needs root ..."]`, so a plain `cargo test` reports them as ignored; the test
+/// command (scripts/test.sh, as root) runs them with `--include-ignored`. Run without root
+/// and with `--include-ignored`, they fail here instead of passing silently.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "needs root (network namespaces, iptables, raw packets): run as root"
+    );
 }
 
 /// Polls `cond` (every 10..100 ms) until it holds or `timeout` passes; returns its last value.
