@@ -1,10 +1,15 @@
-//! Per-packet crypto cost: seal and open of 64 B and 1350 B packets for each cipher, and one
-//! full handshake (msg1 + msg2 + finish).
+//! Per-packet crypto cost: seal and open of 64 B and 1350 B packets for each cipher, one
+//! full handshake (msg1 + checks + msg2 + finish), and what the server spends on a packet
+//! from a stranger before dropping it (SYN proof, msg1 mac1, probe tag).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rawtun::crypto::{respond, Cipher, Initiator, Psk, SessionCrypto, HEADER_LEN};
+use rand::SeedableRng;
+use rawtun::crypto::proof;
+use rawtun::crypto::{
+    check_msg1, respond, Binding, Cipher, Initiator, SessionCrypto, SharedKey, HEADER_LEN,
+};
 
 const CIPHERS: [Cipher; 4] = [
     Cipher::Aes256Gcm,
@@ -14,13 +19,19 @@ const CIPHERS: [Cipher; 4] = [
 ];
 const SIZES: [usize; 2] = [64, 1350];
 
+const T: u64 = 1_800_000_000_000;
+
 fn session_pair(cipher: Cipher) -> (SessionCrypto, SessionCrypto) {
-    let psk = Psk::from_bytes([7; 32]);
+    let key = SharedKey::from_bytes([7; 32]);
+    let (s, c) = (key.server_identity(), key.client_identity());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let (mut m1, mut m2) = (Vec::new(), Vec::new());
-    let init = Initiator::start(&psk, cipher, b"", &mut m1).expect("bench handshake: msg1");
-    let (server, _) = respond(&psk, cipher, &m1, b"", &mut m2).expect("bench handshake: msg2");
+    let b = Binding::NONE;
+    let mut init = Initiator::start(&c, cipher, T, &b, b"", &mut rng, &mut m1).expect("bench msg1");
+    let check = check_msg1(std::slice::from_ref(&s), &[b], &m1).expect("bench mac1");
+    let a = respond(&s, &check, cipher, &m1, b"", &mut rng, &mut m2).expect("bench msg2");
     let (client, _) = init.finish(&m2).expect("bench handshake: finish");
-    (client, server)
+    (client, a.keys)
 }
 
 fn seal(c: &mut Criterion) {
@@ -85,5 +96,38 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, seal, open, handshake);
+/// What a packet from a stranger costs the server before it is dropped: the SYN proof (one
+/// PRF to read its time, one for the ISN), a msg1-sized packet (mac1 over 2 bindings) and a
+/// probe-sized packet (the hidden client id).
+fn stranger(c: &mut Criterion) {
+    let key = SharedKey::from_bytes([7; 32]);
+    let s = key.server_identity();
+    let ids = std::slice::from_ref(&s);
+    let src: std::net::SocketAddr = "198.18.0.1:40000".parse().expect("addr");
+    let dst: std::net::SocketAddr = "198.18.0.2:9999".parse().expect("addr");
+    let bindings = [Binding::source(src), Binding::NONE];
+    let mut group = c.benchmark_group("stranger");
+    group.bench_function("syn", |b| {
+        b.iter(|| {
+            let t = proof::syn_time(&s, &bindings[0], black_box(0x1234_5678), T);
+            black_box(proof::check_syn(
+                &s,
+                &bindings[0],
+                black_box(0x9abc_def0),
+                t,
+            ))
+        })
+    });
+    let junk = vec![0x5au8; 200];
+    group.bench_function("msg1_200B", |b| {
+        b.iter(|| black_box(check_msg1(ids, &bindings, black_box(&junk))))
+    });
+    let flow = Binding::flow(src, dst);
+    group.bench_function("probe_64B", |b| {
+        b.iter(|| black_box(proof::check_probe(&s, &flow, black_box(&junk[..64]))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, seal, open, handshake, stranger);
 criterion_main!(benches);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod firewall;
+pub mod keygen;
 
 /// rawtun: a raw-packet TCP tunnel (fake TCP + KCP + Noise/AEAD).
 #[derive(Debug, Parser)]
@@ -81,8 +82,21 @@ pub enum Command {
         #[arg(long)]
         backend: Option<firewall::BackendArg>,
     },
-    /// Print a new random key (64 hex characters) for transport.kcp.key.
+    /// Print a new random key (64 hex characters) for transport.kcp.key (one key shared by
+    /// the server and all its clients).
     Secret,
+    /// Print a new key pair for a key per client (identity.private_key and the public key
+    /// for the other side); with --client NAME -c SERVER.yaml, the lines to add to the
+    /// server's config and the client's whole key setup.
+    Keygen {
+        /// Make a key pair for this client of the server config given with -c.
+        #[arg(long, value_name = "NAME", requires = "config")]
+        client: Option<String>,
+        /// With --client: the server config. Without: print the public key of this
+        /// config's identity.private_key instead of a new pair.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }

@@ -55,8 +55,8 @@ fn check(config: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = rawtun::crypto::Psk::from_key(&cfg.transport.kcp.key) {
-        eprintln!("error: {}: transport.kcp.key: {e}", config.display());
+    if let Err(e) = check_keys(&cfg) {
+        eprintln!("error: {}: {e:#}", config.display());
         return ExitCode::from(EXIT_CONFIG);
     }
     print!("{}", cfg.to_effective_yaml());
@@ -78,6 +78,7 @@ fn check(config: &Path) -> ExitCode {
     if k.block == rawtun::crypto::Cipher::None {
         println!("# warning: block `none` sends tunnel traffic unencrypted");
     }
+    print!("{}", describe_keys(&cfg));
     let errors = environment::check(&cfg);
     if errors > 0 {
         println!("# {}: {errors} environment error(s)", config.display());
@@ -85,6 +86,86 @@ fn check(config: &Path) -> ExitCode {
     }
     println!("# {}: OK", config.display());
     ExitCode::SUCCESS
+}
+
+/// Derives the keys once, so a key that cannot work fails here and not at start.
+fn check_keys(cfg: &Config) -> anyhow::Result<()> {
+    use rawtun::daemon::keys;
+    match cfg.role {
+        config::Role::Client => keys::client_identity(cfg).map(|_| ()),
+        config::Role::Server => {
+            let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+            let addrs = keys::server_addresses(cfg, unspecified, cfg.network.interface.as_deref());
+            if cfg
+                .auth
+                .shared
+                .as_deref()
+                .is_some_and(rawtun::crypto::is_password)
+                && addrs.is_empty()
+            {
+                return Ok(()); // reported by describe_keys
+            }
+            keys::server_identities(cfg, &addrs).map(|_| ())
+        }
+    }
+}
+
+/// What `rawtun check` says about the keys: which scheme, who may connect, and warnings.
+fn describe_keys(cfg: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let a = &cfg.auth;
+    if !a.clients.is_empty() {
+        let names: Vec<&str> = a.clients.iter().map(|c| c.name.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "# keys: a key per client; {} client(s): {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    if a.identity.is_some() && cfg.role == config::Role::Client {
+        let _ = writeln!(
+            s,
+            "# keys: this client's own key (identity.private_key) and the server's public key"
+        );
+    }
+    if let Some(key) = &a.shared {
+        if rawtun::crypto::is_password(key) {
+            let _ = writeln!(
+                s,
+                "# warning: transport.kcp.key is a password, not a key. Anyone who records one \
+                 opening can test password guesses offline (one Argon2 per guess per server \
+                 address). Use `rawtun secret` (64 hex digits, the same on both ends) or \
+                 `rawtun keygen` (a key per client) instead."
+            );
+            if cfg.role == config::Role::Server {
+                let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+                let addrs = rawtun::daemon::keys::server_addresses(
+                    cfg,
+                    unspecified,
+                    cfg.network.interface.as_deref(),
+                );
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    s,
+                    "# a password key is salted with the address clients dial; this server \
+                     accepts clients that dial: {} (behind NAT, use a hex key or per-client keys)",
+                    if list.is_empty() {
+                        "nothing yet: set network.ipv4.addr".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                );
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                "# keys: one shared key (transport.kcp.key) for the server and all clients"
+            );
+        }
+    }
+    s
 }
 
 fn status(config: Option<PathBuf>, socket: Option<PathBuf>, json: bool) -> ExitCode {
@@ -124,6 +205,28 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Command::Check { config } => check(&config),
+        cli::Command::Keygen { client, config } => {
+            let cfg = match config.as_deref().map(load).transpose() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let out = match (client, cfg) {
+                (None, None) => Ok(cli::keygen::pair()),
+                (None, Some(cfg)) => cli::keygen::public_of(&cfg),
+                (Some(name), Some(cfg)) => cli::keygen::for_client(&cfg, &name),
+                (Some(_), None) => Err(anyhow::anyhow!("--client needs -c SERVER.yaml")),
+            };
+            match out {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         cli::Command::Dump { config, count } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

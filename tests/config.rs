@@ -74,7 +74,7 @@ fn paqet_client_fixture_loads_unchanged() {
         (false, 30, 2, true)
     );
     assert_eq!((k.mtu, k.rcvwnd, k.sndwnd), (1350, 512, 128));
-    assert_eq!(k.key, "your-secret-key-here");
+    assert_eq!(k.key.as_deref(), Some("your-secret-key-here"));
     assert_eq!(k.block_name, "aes");
     assert_eq!((k.smuxbuf, k.streambuf), (4_194_304, 2_097_152));
     assert!(!k.wdelay && k.acknodelay);
@@ -466,21 +466,42 @@ fn effective_yaml_round_trips_and_hides_the_key() {
     files.push(repo().join("tests/fixtures/paqet-server.yaml"));
     for f in files {
         let c = config::load(&f).unwrap_or_else(|e| panic!("{e}"));
-        let yaml = c.to_effective_yaml();
-        assert!(
-            !yaml.contains(&c.transport.kcp.key),
-            "{}: key leaked",
-            f.display()
-        );
+        let mut yaml = c.to_effective_yaml();
+        let secrets: Vec<String> = c
+            .auth
+            .shared
+            .iter()
+            .cloned()
+            .chain(c.auth.identity.as_ref().map(|k| k.to_hex()))
+            .collect();
+        for secret in &secrets {
+            assert!(
+                !yaml.contains(secret.as_str()),
+                "{}: key leaked",
+                f.display()
+            );
+            assert!(
+                !format!("{c:?}").contains(secret.as_str()),
+                "Debug leaks a key"
+            );
+        }
         assert!(yaml.contains("<redacted>"));
+        // Put the redacted private key back (it must be valid hex to load).
+        if let Some(k) = &c.auth.identity {
+            let redacted = "identity:\n  private_key: <redacted>";
+            assert!(yaml.contains(redacted), "{yaml}");
+            yaml = yaml.replace(
+                redacted,
+                &format!("identity:\n  private_key: {}", k.to_hex()),
+            );
+        }
         let mut again = config::parse(&yaml, "effective").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-        assert_eq!(again.transport.kcp.key, "<redacted>");
+        if c.auth.shared.is_some() {
+            assert_eq!(again.transport.kcp.key.as_deref(), Some("<redacted>"));
+        }
         again.transport.kcp.key = c.transport.kcp.key.clone();
+        again.auth.shared = c.auth.shared.clone();
         assert_eq!(again, c, "{}:\n{yaml}", f.display());
-        assert!(
-            !format!("{c:?}").contains(&c.transport.kcp.key),
-            "Debug leaks the key"
-        );
     }
 }
 

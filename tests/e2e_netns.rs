@@ -282,12 +282,18 @@ fn wrong_key_moves_no_bytes() {
         }
     });
     assert_eq!(got, 0, "a client with the wrong key received {got} bytes");
+    // The server drops the wrong key's openings without a word (docs/SECURITY.md).
     assert!(
         wait_for(Duration::from_secs(15), || t
-            .counter(Side::Server, "auth_failures")
+            .counter(Side::Server, "dropped_syn_invalid")
             > 0),
-        "server counted no auth failure: {}",
+        "server counted no refused opening: {}",
         t.stats(Side::Server)
+    );
+    assert_eq!(
+        t.counter(Side::Server, "frames_out"),
+        0,
+        "the server answered"
     );
     assert_eq!(t.counter(Side::Server, "handshakes_ok"), 0);
     assert_eq!(t.counter(Side::Server, "streams_opened"), 0);

@@ -1,14 +1,15 @@
 //! The effective config: a validated [`Config`] written back as YAML with every default
-//! filled in (what `rawtun check` prints). The key is replaced by `"<redacted>"`.
+//! filled in (what `rawtun check` prints). Secret keys are replaced by `"<redacted>"`.
 
 use super::net::{mac_string, tcp_flags_string};
 use super::raw::{
-    RawAddr, RawConfig, RawFirewall, RawForward, RawIp, RawKcp, RawLog, RawMetrics, RawNetwork,
-    RawPcap, RawPerformance, RawSocks5, RawTargets, RawTcp, RawTimeouts, RawTransport, Switch,
+    RawAddr, RawClient, RawConfig, RawFirewall, RawForward, RawIdentity, RawIp, RawKcp, RawLog,
+    RawMetrics, RawNetwork, RawPcap, RawPerformance, RawServer, RawSocks5, RawTargets, RawTcp,
+    RawTimeouts, RawTransport, Switch, Switchable,
 };
 use super::{AddrConfig, Config, Role, TransportProtocol};
 
-/// Shown instead of the key.
+/// Shown instead of a secret key.
 pub(super) const REDACTED: &str = "<redacted>";
 
 fn int<T: TryInto<i64>>(v: T) -> Option<i64> {
@@ -38,8 +39,9 @@ pub(super) fn to_yaml(c: &Config) -> String {
         listen: c.listen.map(|a| RawAddr {
             addr: Some(a.to_string()),
         }),
-        server: c.server.map(|a| RawAddr {
+        server: c.server.map(|a| RawServer {
             addr: Some(a.to_string()),
+            public_key: c.auth.server_public.map(|k| k.to_hex()),
         }),
         socks5: client.then(|| {
             c.socks5
@@ -74,6 +76,7 @@ pub(super) fn to_yaml(c: &Config) -> String {
                 sockbuf: int(c.network.pcap_sockbuf),
             }),
             backend: Some("pcap".to_owned()),
+            nat: client.then(|| Switchable::Text(c.network.nat.as_str().to_owned())),
         }),
         transport: Some(RawTransport {
             protocol: Some(
@@ -96,7 +99,7 @@ pub(super) fn to_yaml(c: &Config) -> String {
                 rcvwnd: int(k.rcvwnd),
                 sndwnd: int(k.sndwnd),
                 block: Some(k.block_name.clone()),
-                key: Some(REDACTED.to_owned()),
+                key: k.key.as_ref().map(|_| REDACTED.to_owned()),
                 smuxbuf: int(k.smuxbuf),
                 streambuf: int(k.streambuf),
                 dshard: Some(0),
@@ -125,8 +128,21 @@ pub(super) fn to_yaml(c: &Config) -> String {
                 .map(|v| v.iter().map(ToString::to_string).collect()),
             deny: Some(c.targets.deny().iter().map(ToString::to_string).collect()),
         }),
+        identity: c.auth.identity.as_ref().map(|_| RawIdentity {
+            private_key: Some(REDACTED.to_owned()),
+        }),
+        clients: (!client && !c.auth.clients.is_empty()).then(|| {
+            c.auth
+                .clients
+                .iter()
+                .map(|k| RawClient {
+                    name: Some(k.name.clone()),
+                    public_key: Some(k.public_key.to_hex()),
+                })
+                .collect()
+        }),
     };
     let body = serde_yaml_ng::to_string(&raw)
         .expect("invariant: raw config holds only strings, numbers, bools and lists");
-    format!("# effective rawtun config: every default filled in, key redacted\n{body}")
+    format!("# effective rawtun config: every default filled in, keys redacted\n{body}")
 }

@@ -7,6 +7,7 @@
 //! Every error names the file, the line and the dotted field path ([`ConfigError`]).
 //! The field reference is docs/CONFIG.md.
 
+mod auth;
 mod effective;
 mod error;
 mod locate;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
+pub use auth::{Auth, ClientKey};
 pub use error::ConfigError;
 pub use net::{Cidr, Host, HostPort, TargetAcl};
 pub use transport::{Kcp, KcpMode, KcpPreset, Timeouts, Transport, TransportProtocol};
@@ -64,6 +66,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// Server: which targets may be dialed (client: allows all, unused).
     pub targets: TargetAcl,
+    /// Keys: who may connect (server), how we authenticate (client).
+    pub auth: Auth,
 }
 
 /// `role`.
@@ -199,6 +203,65 @@ pub struct Network {
     pub pcap_sockbuf: usize,
     /// Packet I/O backend.
     pub backend: Backend,
+    /// Client: whether it is behind NAT (opening proofs are then not bound to its address).
+    pub nat: Nat,
+}
+
+/// `network.nat` (client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// Behind NAT if the local address is not a global one (RFC 1918, 100.64/10, ULA,
+    /// link-local, ...).
+    Auto,
+    /// Behind NAT: the server sees another source address than ours.
+    Yes,
+    /// Not behind NAT: bind opening proofs to our address and port.
+    No,
+}
+
+impl Nat {
+    /// Whether opening proofs should be bound to `local` (our source address).
+    pub fn bind_source(self, local: std::net::IpAddr) -> bool {
+        match self {
+            Nat::Yes => false,
+            Nat::No => true,
+            Nat::Auto => is_global(local),
+        }
+    }
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Nat::Auto => "auto",
+            Nat::Yes => "true",
+            Nat::No => "false",
+        }
+    }
+}
+
+/// A unicast address that is reachable without translation (not private, shared, loopback,
+/// link-local, ULA or documentation space). The benchmarking range 198.18.0.0/15 counts as
+/// global: tests run in it without NAT.
+pub fn is_global(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80)
+        }
+    }
 }
 
 /// `network.ipv4` / `network.ipv6`.

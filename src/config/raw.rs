@@ -17,7 +17,7 @@ pub(super) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<RawAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server: Option<RawAddr>,
+    pub server: Option<RawServer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socks5: Option<Vec<RawSocks5>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,6 +34,38 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub targets: Option<RawTargets>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<RawIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<RawClient>>,
+}
+
+/// `server:` on a client: `{ addr: "host:port", public_key: "hex" }`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// `identity:` — this machine's static key.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+}
+
+/// One `clients[]` entry on a server.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -88,6 +120,8 @@ pub(super) struct RawNetwork {
     pub pcap: Option<RawPcap>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<Switchable>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -242,5 +276,40 @@ impl<'de> Deserialize<'de> for Switch {
 impl Serialize for Switch {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i64(self.0)
+    }
+}
+
+/// A boolean that may also be the string `auto` (`network.nat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Switchable {
+    Bool(bool),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Switchable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Switchable;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or auto")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Switchable, E> {
+                Ok(Switchable::Bool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Switchable, E> {
+                Ok(Switchable::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Switchable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Switchable::Bool(b) => s.serialize_bool(*b),
+            Switchable::Text(t) => s.serialize_str(t),
+        }
     }
 }

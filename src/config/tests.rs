@@ -175,11 +175,120 @@ fn other_refusals() {
     let e = kcp_with("mode: turbo").expect_err("mode");
     assert_eq!(e.field, "transport.kcp.mode");
     let e = with("role: client\nserver:\n  addr: \"203.0.113.10:9999\"\n", "").expect_err("no key");
-    assert_eq!(
-        (e.field.as_str(), e.line, e.message.as_str()),
-        ("transport.kcp.key", None, "is required")
+    assert_eq!((e.field.as_str(), e.line), ("transport.kcp.key", None));
+    assert!(
+        e.message
+            .starts_with("is required: generate keys with `rawtun keygen`"),
+        "{e}"
     );
-    assert_eq!(e.to_string(), "t.yaml: transport.kcp.key: is required");
+}
+
+const SK: &str = "0a2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b";
+
+fn public(secret_hex: &str) -> String {
+    crate::crypto::StaticSecret::from_hex(secret_hex)
+        .expect("key")
+        .public()
+        .to_hex()
+}
+
+#[test]
+fn per_client_keys_load_and_are_checked() {
+    let ck = "1b2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b";
+    let server = format!(
+        "role: server\nlisten:\n  addr: \":9999\"\nidentity:\n  private_key: \"{SK}\"\nclients:\n  - name: alice\n    public_key: \"{}\"\n",
+        public(ck)
+    );
+    let c = with(&server, "").expect("per-client server");
+    assert_eq!(c.auth.clients.len(), 1);
+    assert_eq!(c.auth.clients[0].name, "alice");
+    assert!(c.auth.shared.is_none());
+    let shown = format!("{c:?}") + &c.to_effective_yaml();
+    assert!(!shown.contains(SK), "private key shown");
+    assert!(
+        shown.contains(&public(ck)),
+        "client keys are public and shown"
+    );
+    // The effective config loads again (with its secrets redacted, so only its shape).
+    let client = format!(
+        "role: client\nserver:\n  addr: \"203.0.113.10:9999\"\n  public_key: \"{}\"\nidentity:\n  private_key: \"{ck}\"\n",
+        public(SK)
+    );
+    let c = with(&client, "").expect("per-client client");
+    assert_eq!(c.auth.server_public.map(|k| k.to_hex()), Some(public(SK)));
+    assert_eq!(c.network.nat, Nat::Auto);
+    for (base, extra, field) in [
+        (
+            client.as_str(),
+            "transport:\n  kcp:\n    key: \"x\"\n",
+            "identity.private_key",
+        ),
+        (
+            "role: client\nserver:\n  addr: \"203.0.113.10:9999\"\n",
+            &format!("identity:\n  private_key: \"{ck}\"\n"),
+            "server.public_key",
+        ),
+        (
+            server.as_str(),
+            "  - name: carol\n    public_key: \"00ff\"\n",
+            "clients[1].public_key",
+        ),
+        (
+            server.as_str(),
+            &format!("  - name: alice\n    public_key: \"{}\"\n", public(SK)),
+            "clients[1].name",
+        ),
+        (
+            server.as_str(),
+            &format!("  - name: bob\n    public_key: \"{}\"\n", public(ck)),
+            "clients[1].public_key",
+        ),
+        (
+            server.as_str(),
+            "  - name: \"no spaces\"\n    public_key: \"x\"\n",
+            "clients[1].name",
+        ),
+        (
+            SERVER,
+            "clients:\n  - name: a\n    public_key: \"x\"\n",
+            "clients[0].public_key",
+        ),
+        (
+            SERVER,
+            &format!("identity:\n  private_key: \"{SK}\"\n"),
+            "clients",
+        ),
+        (CLIENT, "network:\n  nat: maybe\n", "network.nat"),
+        (SERVER, "network:\n  nat: true\n", "network.nat"),
+    ] {
+        let e = with(base, extra).expect_err(extra);
+        assert_eq!(e.field, field, "{extra}: {e}");
+    }
+    let e = with(SERVER, "identity:\n  private_key: \"zz\"\n").expect_err("bad hex");
+    assert_eq!(e.field, "identity.private_key");
+    for (v, want) in [("true", Nat::Yes), ("false", Nat::No), ("auto", Nat::Auto)] {
+        let c = with(CLIENT, &format!("network:\n  nat: {v}\n")).expect(v);
+        assert_eq!(c.network.nat, want);
+    }
+}
+
+#[test]
+fn nat_auto_binds_only_global_addresses() {
+    for (ip, global) in [
+        ("198.18.0.1", true),
+        ("203.0.113.7", true),
+        ("192.168.1.100", false),
+        ("10.0.0.5", false),
+        ("100.64.1.1", false),
+        ("2001:2::1", true),
+        ("fd00::1", false),
+        ("fe80::1", false),
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert_eq!(Nat::Auto.bind_source(ip), global, "{ip}");
+        assert!(!Nat::Yes.bind_source(ip));
+        assert!(Nat::No.bind_source(ip));
+    }
 }
 
 #[test]

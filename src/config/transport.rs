@@ -115,8 +115,8 @@ pub struct Kcp {
     pub block: Cipher,
     /// `block` as written (lowercased), for display.
     pub block_name: String,
-    /// Shared secret the daemon derives keys from; never empty.
-    pub key: String,
+    /// `key`: the shared secret (see [`super::Auth`], which holds the validated copy).
+    pub key: Option<String>,
     /// Per-session receive buffer in bytes (≥ 1024).
     pub smuxbuf: usize,
     /// Per-stream flow-control window in bytes (1024..=smuxbuf).
@@ -236,9 +236,9 @@ fn kcp(ctx: &Ctx, raw: RawKcp) -> Result<Kcp, ConfigError> {
     let block = Cipher::from_block_name(&block_name)
         .map_err(|e| ctx.err(&format!("{F}.block"), e.to_string()))?;
     let key = match raw.key {
-        Some(k) if !k.trim().is_empty() => k,
+        Some(k) if !k.trim().is_empty() => Some(k),
         Some(_) => return Err(ctx.err(&format!("{F}.key"), "must not be empty")),
-        None => return Err(ctx.err(&format!("{F}.key"), "is required")),
+        None => None,
     };
     let field = |name: &str| format!("{F}.{name}");
     let mtu = ranged_or(ctx, &field("mtu"), raw.mtu, 50, 1500, DEFAULT_MTU)?;

@@ -7,10 +7,10 @@ use std::str::FromStr;
 
 use super::locate::LineIndex;
 use super::net::{self, Cidr, HostPort, TargetAcl};
-use super::raw::{RawConfig, RawForward, RawIp, RawNetwork, RawSocks5, RawTargets};
+use super::raw::{RawConfig, RawForward, RawIp, RawNetwork, RawSocks5, RawTargets, Switchable};
 use super::{
-    transport, AddrConfig, Backend, Config, ConfigError, Credentials, Firewall, ForwardRule,
-    LogLevel, Metrics, Network, Performance, Protocol, Role, Socks5Rule, TcpShape,
+    auth, transport, AddrConfig, Backend, Config, ConfigError, Credentials, Firewall, ForwardRule,
+    LogLevel, Metrics, Nat, Network, Performance, Protocol, Role, Socks5Rule, TcpShape,
 };
 
 /// Where errors point: the origin name and the text's line index.
@@ -124,9 +124,13 @@ fn config(ctx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
             if raw.targets.is_some() {
                 return Err(only("targets", "server"));
             }
-            let addr = raw.server.and_then(|s| s.addr).ok_or_else(|| {
-                ctx.err_near("server.addr", "role", "is required for role client")
-            })?;
+            let addr = raw
+                .server
+                .as_ref()
+                .and_then(|s| s.addr.clone())
+                .ok_or_else(|| {
+                    ctx.err_near("server.addr", "role", "is required for role client")
+                })?;
             let server = net::socket_addr(&addr).map_err(|m| ctx.err("server.addr", m))?;
             if server.ip().is_unspecified() {
                 return Err(ctx.err("server.addr", format!("{addr:?}: needs the server's IP")));
@@ -139,6 +143,15 @@ fn config(ctx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
     let forward = forward_rules(ctx, forward_raw, &mut used)?;
     let network = network(ctx, role, listen, raw.network.unwrap_or_default())?;
     let transport = transport::transport(ctx, raw.transport)?;
+    let server_public = raw.server.and_then(|s| s.public_key);
+    let auth = auth::auth(
+        ctx,
+        role,
+        transport.kcp.key.clone(),
+        raw.identity,
+        server_public,
+        raw.clients,
+    )?;
     let workers = raw.performance.and_then(|p| p.packet_workers);
     let workers: usize = ranged_or(ctx, "performance.packet_workers", workers, 0, 64, 0)?;
     let packet_workers = match workers {
@@ -164,6 +177,7 @@ fn config(ctx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
         },
         metrics: Metrics { listen: metrics },
         targets: targets(ctx, raw.targets.unwrap_or_default())?,
+        auth,
     })
 }
 
@@ -312,6 +326,25 @@ fn network(
         100 << 20,
         default_sockbuf,
     )?;
+    let nat = match &raw.nat {
+        None => Nat::Auto,
+        Some(Switchable::Bool(true)) => Nat::Yes,
+        Some(Switchable::Bool(false)) => Nat::No,
+        Some(Switchable::Text(t)) => match t.as_str() {
+            "auto" => Nat::Auto,
+            "true" | "yes" => Nat::Yes,
+            "false" | "no" => Nat::No,
+            other => {
+                return Err(ctx.err(
+                    "network.nat",
+                    format!("{other:?} is not true, false or auto"),
+                ))
+            }
+        },
+    };
+    if nat != Nat::Auto && role == Role::Server {
+        return Err(ctx.err("network.nat", "is client-only but role is server"));
+    }
     let backend = match raw.backend.as_deref() {
         None | Some("pcap") => Backend::Pcap,
         Some("afpacket") => {
@@ -326,6 +359,7 @@ fn network(
         tcp,
         pcap_sockbuf,
         backend,
+        nat,
     })
 }
 

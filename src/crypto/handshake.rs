@@ -1,49 +1,62 @@
-//! The session handshake: `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s` (Noise spec rev. 34,
-//! §7.4 and §9) with the pre-shared key, then per-direction traffic keys by HKDF-SHA256.
-//!
-//! Two messages; both ends are stateless until the first one arrives:
+//! The session handshake: `Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s` (Noise spec rev. 34, §7.5
+//! and §9, as in WireGuard), wrapped so a server can refuse a stranger's or a replayed msg1
+//! before any public-key work, then per-direction traffic keys by HKDF-SHA256.
 //!
 //! ```text
-//! msg1 initiator -> responder       msg2 responder -> initiator
-//! +--------------------------+      +--------------------------+
-//! | e: ephemeral X25519 (32) |      | e: ephemeral X25519 (32) |
-//! +--------------------------+      +--------------------------+
-//! | encrypted payload:       |      | encrypted payload:       |
-//! |   cipher id (1)          |      |   pad len n (1)          |
-//! |   pad len n (1)          |      |   caller payload         |
-//! |   caller payload         |      |   padding (n = 0..63)    |
-//! |   padding (n = 0..63)    |      +--------------------------+
-//! +--------------------------+      | tag (16)                 |
-//! | tag (16)                 |      +--------------------------+
-//! +--------------------------+
+//! msg1 initiator -> responder                     msg2 responder -> initiator
+//! +--------------------------------------+        +-----------------------------------+
+//! | e: ephemeral X25519 (32)             |        | e: ephemeral X25519 (32)          |
+//! | s: client static, encrypted (32+16)  |        | encrypted payload (+16):          |
+//! | encrypted payload (+16):             |        |   version (1) | pad len n (1)     |
+//! |   version (1) | cipher id (1)        |        |   caller payload | padding (n)    |
+//! |   pad len n (1) | t (8)              |        +-----------------------------------+
+//! |   caller payload | padding (n)       |
+//! +--------------------------------------+
+//! | t ⊕ PRF(open, "t" ‖ e)[..8]   (8)    |   time, readable before any DH
+//! | mac1 = PRF(open, "mac1" ‖ binding ‖  |   proves knowledge of the server's public
+//! |        everything above) (16)        |   key, bound to the client's address
+//! +--------------------------------------+
 //! ```
 //!
-//! - `psk0` mixes the key in before msg1's payload is encrypted, so a wrong key fails at the
-//!   responder on the first message ([`HandshakeError::Auth`]) and nothing is sent back.
+//! - The server checks `mac1` and the time rule ([`check_msg1`], two PRF calls, no state) and
+//!   its seen-set, then does the DH work ([`respond`]). Noise IK authenticates the client by
+//!   its static key, which must be in the server's client list; the `t` inside the
+//!   encryption must equal the one outside.
 //! - The cipher id is authenticated; a mismatch is [`HandshakeError::CipherMismatch`].
-//! - Random padding makes the message sizes vary.
-//! - X25519 public keys always have bit 255 clear (RFC 7748 §5); on the wire that bit is set
-//!   at random and cleared again before Noise reads the key, so no byte has a fixed bit.
-//! - After msg2 each side takes the raw Noise split keys `(k_i2r, k_r2i)` and derives, per
-//!   direction, `PRK = HKDF-Extract(salt = handshake hash, k)` and from it the AEAD key,
-//!   IV and header-protection key (labels `rawtun v1 key|iv|hp` + cipher name). Forward
-//!   secrecy comes from the ephemeral-ephemeral DH.
+//! - Random padding makes the message sizes vary; X25519 public keys have bit 255 clear
+//!   (RFC 7748 §5), so on the wire that bit is set at random and cleared before Noise reads
+//!   the key: no byte has a fixed bit.
+//! - After msg2 each side takes the raw Noise split keys and derives the data-packet keys
+//!   ([`super::packet`]), salted with the handshake hash. Forward secrecy comes from the
+//!   ephemeral-ephemeral DH.
+//! - Randomness (ephemeral key, padding, the top bit) comes from the caller's generator, so
+//!   a simulation is reproducible from its seed.
 
-use rand::Rng;
+use rand::{CryptoRng, RngCore, SeedableRng};
+use snow::params::{CipherChoice, DHChoice, HashChoice};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
 
+use super::key::{ClientEntry, ClientIdentity, PublicKey, ServerIdentity};
 use super::packet::{Opener, Sealer};
-use super::{Cipher, Psk};
+use super::prf::{ct_eq, Binding, PRF_LEN};
+use super::Cipher;
 
-const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
-const PROLOGUE: &[u8] = b"rawtun handshake v1";
+const NOISE_PARAMS: &str = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
+const PROLOGUE: &[u8] = b"rawtun v2 handshake";
+/// Wire format version: the first byte of both encrypted payloads, and part of every label.
+pub const VERSION: u8 = 2;
 /// Noise message size limit (spec §3).
 const NOISE_MAX: usize = 65_535;
 const DH_LEN: usize = 32;
 const TAG_LEN: usize = 16;
+/// Bytes of msg1 outside the Noise message: masked time and mac1.
+const MSG1_TRAILER: usize = 8 + PRF_LEN;
+/// Smallest Noise msg1: e, encrypted s, and an encrypted payload of at least 11 bytes.
+const MSG1_NOISE_MIN: usize = DH_LEN + DH_LEN + TAG_LEN + 11 + TAG_LEN;
 /// Maximum random padding per message.
 const MAX_PAD: usize = 63;
 /// Largest caller payload either message can carry.
-pub const MAX_PAYLOAD: usize = NOISE_MAX - DH_LEN - TAG_LEN - 2 - MAX_PAD;
+pub const MAX_PAYLOAD: usize = 1024;
 
 /// The handshake failed; the session must not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,9 +64,15 @@ pub enum HandshakeError {
     /// The message did not authenticate: the peer has another key, or it is garbage.
     #[error("handshake authentication failed (wrong key or not a rawtun peer)")]
     Auth,
+    /// The client's static key is not in the server's client list (or was removed).
+    #[error("handshake from a client key that is not configured (or was removed)")]
+    UnknownClient,
     /// Authenticated, but the peer uses another data cipher.
     #[error("cipher mismatch: we use `{ours}`, the peer uses `{theirs}`")]
     CipherMismatch { ours: Cipher, theirs: Cipher },
+    /// Authenticated, but another wire-format version.
+    #[error("peer speaks wire format version {0}; this rawtun speaks {VERSION}")]
+    Version(u8),
     /// Too short, too long, or a decrypted payload that breaks the format.
     #[error("malformed handshake message")]
     Malformed,
@@ -73,29 +92,71 @@ fn map_noise(e: snow::Error) -> HandshakeError {
     }
 }
 
-fn noise_state(psk: &Psk, initiator: bool) -> Result<snow::HandshakeState, HandshakeError> {
+/// snow's default primitives, with the ephemeral key drawn from the caller's generator.
+struct SeededResolver {
+    seed: [u8; 32],
+}
+
+struct SeededRandom(rand::rngs::StdRng);
+
+impl snow::types::Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoResolver for SeededResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
+        Some(Box::new(SeededRandom(rand::rngs::StdRng::from_seed(
+            self.seed,
+        ))))
+    }
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn snow::types::Dh>> {
+        DefaultResolver.resolve_dh(choice)
+    }
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn snow::types::Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn snow::types::Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+fn noise_state(
+    rng: &mut impl CryptoRng,
+    local: &[u8; 32],
+    remote: Option<&PublicKey>,
+    psk: &[u8; 32],
+) -> Result<snow::HandshakeState, HandshakeError> {
     let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(map_noise)?;
-    let builder = snow::Builder::new(params)
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let builder = snow::Builder::with_resolver(params, Box::new(SeededResolver { seed }))
         .prologue(PROLOGUE)
         .map_err(map_noise)?
-        .psk(0, psk.as_bytes())
+        .local_private_key(local)
+        .map_err(map_noise)?
+        .psk(2, psk)
         .map_err(map_noise)?;
-    if initiator {
-        builder.build_initiator()
-    } else {
-        builder.build_responder()
+    match remote {
+        Some(server) => builder
+            .remote_public_key(&server.0)
+            .map_err(map_noise)?
+            .build_initiator(),
+        None => builder.build_responder(),
     }
     .map_err(map_noise)
 }
 
-/// Plaintext of a message: `prefix`, pad length, payload, zero padding.
-fn padded(prefix: &[u8], payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-    if payload.len() > MAX_PAYLOAD {
+/// Plaintext of a message: `head`, pad length, payload, zero padding.
+fn padded(rng: &mut impl RngCore, head: &[u8], payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+    if payload.len() > MAX_PAYLOAD + 8 {
         return Err(HandshakeError::PayloadTooLarge(payload.len()));
     }
-    let pad = rand::rng().random_range(0..=MAX_PAD);
-    let mut inner = Vec::with_capacity(prefix.len() + 1 + payload.len() + pad);
-    inner.extend_from_slice(prefix);
+    let pad = (rng.next_u32() as usize) % (MAX_PAD + 1);
+    let mut inner = Vec::with_capacity(head.len() + 1 + payload.len() + pad);
+    inner.extend_from_slice(head);
     inner.push(pad as u8);
     inner.extend_from_slice(payload);
     inner.resize(inner.len() + pad, 0);
@@ -118,15 +179,16 @@ fn unpadded(inner: &[u8]) -> Result<Vec<u8>, HandshakeError> {
 
 /// Writes one Noise message into `out` and randomises the ephemeral key's bit 255.
 fn write(
+    rng: &mut impl RngCore,
     state: &mut snow::HandshakeState,
     inner: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), HandshakeError> {
     out.clear();
-    out.resize(DH_LEN + inner.len() + TAG_LEN, 0);
+    out.resize(DH_LEN * 2 + inner.len() + TAG_LEN * 2, 0);
     let n = state.write_message(inner, out).map_err(map_noise)?;
     out.truncate(n);
-    if rand::rng().random::<bool>() {
+    if rng.next_u32() & 1 == 1 {
         if let Some(b) = out.get_mut(DH_LEN - 1) {
             *b |= 0x80;
         }
@@ -179,9 +241,35 @@ pub struct SessionCrypto {
     pub opener: Opener,
 }
 
-/// Client side of a handshake waiting for msg2.
+impl SessionCrypto {
+    /// Packets per key phase in both directions (see [`super::packet`]); both ends must use
+    /// the same value. Call before the first packet.
+    pub fn set_phase_len(&mut self, packets: u64) {
+        self.sealer.set_phase_len(packets);
+        self.opener.set_phase_len(packets);
+    }
+}
+
+fn time_mask(open: &super::prf::Prf, ephemeral: &[u8]) -> [u8; 8] {
+    let m = open.compute(&[b"rawtun v2 t", ephemeral]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&m[..8]);
+    out
+}
+
+/// The ephemeral key of a msg1 as the Noise layer reads it (bit 255 cleared): a unique
+/// name for the message, for seen-sets.
+pub fn msg1_ephemeral(msg1: &[u8]) -> Option<[u8; 32]> {
+    let mut e: [u8; 32] = msg1.get(..DH_LEN)?.try_into().ok()?;
+    e[DH_LEN - 1] &= 0x7f;
+    Some(e)
+}
+
+/// Client side of a handshake waiting for msg2. A msg2 that fails to authenticate leaves it
+/// unchanged (Noise restores its state), so garbage injected at the client's flow cannot
+/// make it start over.
 pub struct Initiator {
-    state: Box<snow::HandshakeState>,
+    state: Option<Box<snow::HandshakeState>>,
     cipher: Cipher,
 }
 
@@ -194,17 +282,43 @@ impl std::fmt::Debug for Initiator {
 }
 
 impl Initiator {
-    /// Builds msg1 into `out` (cleared first), carrying `payload` and our cipher.
+    /// Builds msg1 into `out` (cleared first): `payload` and our cipher, sent at Unix time
+    /// `t_ms`, bound to `binding`.
     pub fn start(
-        psk: &Psk,
+        client: &ClientIdentity,
         cipher: Cipher,
+        t_ms: u64,
+        binding: &Binding,
         payload: &[u8],
+        rng: &mut impl CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<Initiator, HandshakeError> {
-        let mut state = Box::new(noise_state(psk, true)?);
-        let inner = padded(&[cipher.id()], payload)?;
-        write(&mut state, &inner, out)?;
-        Ok(Initiator { state, cipher })
+        if payload.len() > MAX_PAYLOAD {
+            return Err(HandshakeError::PayloadTooLarge(payload.len()));
+        }
+        let mut state = Box::new(noise_state(
+            rng,
+            client.secret.as_bytes(),
+            Some(&client.server),
+            &client.psk,
+        )?);
+        let mut body = Vec::with_capacity(8 + payload.len());
+        body.extend_from_slice(&t_ms.to_be_bytes());
+        body.extend_from_slice(payload);
+        let inner = padded(rng, &[VERSION, cipher.id()], &body)?;
+        write(rng, &mut state, &inner, out)?;
+        let mask = time_mask(&client.open, &out[..DH_LEN]);
+        for (t, m) in t_ms.to_be_bytes().iter().zip(mask) {
+            out.push(t ^ m);
+        }
+        let mac1 = client
+            .open
+            .compute(&[b"rawtun v2 mac1", binding.as_bytes(), out]);
+        out.extend_from_slice(&mac1);
+        Ok(Initiator {
+            state: Some(state),
+            cipher,
+        })
     }
 
     /// The cipher offered in msg1.
@@ -212,39 +326,131 @@ impl Initiator {
         self.cipher
     }
 
-    /// Consumes msg2; returns the session keys and the responder's payload.
-    pub fn finish(mut self, msg2: &[u8]) -> Result<(SessionCrypto, Vec<u8>), HandshakeError> {
-        let inner = read(&mut self.state, msg2)?;
-        let payload = unpadded(&inner)?;
-        Ok((session(*self.state, self.cipher, true)?, payload))
+    /// Reads msg2; returns the session keys and the responder's payload. After an error
+    /// the initiator can read another msg2; after success it is spent.
+    pub fn finish(&mut self, msg2: &[u8]) -> Result<(SessionCrypto, Vec<u8>), HandshakeError> {
+        let spent = || HandshakeError::Internal("handshake already finished".into());
+        let state = self.state.as_mut().ok_or_else(spent)?;
+        let inner = read(state, msg2)?;
+        let (&version, rest) = inner.split_first().ok_or(HandshakeError::Malformed)?;
+        if version != VERSION {
+            return Err(HandshakeError::Version(version));
+        }
+        let payload = unpadded(rest)?;
+        let state = self.state.take().ok_or_else(spent)?;
+        Ok((session(*state, self.cipher, true)?, payload))
     }
 }
 
-/// Server side, stateless: consumes msg1, builds msg2 into `out` (cleared first), returns
-/// the session keys and the initiator's payload. On error `out` holds nothing to send.
+/// What [`check_msg1`] learned from a msg1 without any public-key work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msg1Check {
+    /// Which of the server's identities it is for.
+    pub identity: usize,
+    /// Which of the offered bindings verified.
+    pub binding: usize,
+    /// The time it claims (check it with the time rule).
+    pub t_ms: u64,
+}
+
+/// Cheap check of a msg1: its length, and its mac1 under one of `identities` for one of
+/// `bindings`. Costs one PRF per (identity, binding) pair plus one.
+pub fn check_msg1(
+    identities: &[ServerIdentity],
+    bindings: &[Binding],
+    msg1: &[u8],
+) -> Option<Msg1Check> {
+    if msg1.len() < MSG1_NOISE_MIN + MSG1_TRAILER || msg1.len() > NOISE_MAX {
+        return None;
+    }
+    let (body, mac) = msg1.split_at(msg1.len() - PRF_LEN);
+    for (identity, id) in identities.iter().enumerate() {
+        for (binding, b) in bindings.iter().enumerate() {
+            let want = id.open.compute(&[b"rawtun v2 mac1", b.as_bytes(), body]);
+            if ct_eq(&want, mac) {
+                let (noise, masked) = body.split_at(body.len() - 8);
+                let mask = time_mask(&id.open, &noise[..DH_LEN]);
+                let mut t = [0u8; 8];
+                for i in 0..8 {
+                    t[i] = masked[i] ^ mask[i];
+                }
+                return Some(Msg1Check {
+                    identity,
+                    binding,
+                    t_ms: u64::from_be_bytes(t),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// A handshake the server accepted.
+#[derive(Debug)]
+pub struct Accepted {
+    pub keys: SessionCrypto,
+    /// The client, as configured.
+    pub client: ClientEntry,
+    /// The initiator's payload.
+    pub payload: Vec<u8>,
+}
+
+/// Server side, after [`check_msg1`] passed for `identity`: the DH work. Builds msg2 into
+/// `out` (cleared first) carrying `payload`. On error `out` holds nothing to send.
 pub fn respond(
-    psk: &Psk,
+    identity: &ServerIdentity,
+    check: &Msg1Check,
     cipher: Cipher,
     msg1: &[u8],
     payload: &[u8],
+    rng: &mut impl CryptoRng,
     out: &mut Vec<u8>,
-) -> Result<(SessionCrypto, Vec<u8>), HandshakeError> {
+) -> Result<Accepted, HandshakeError> {
     out.clear();
-    let mut state = noise_state(psk, false)?;
-    let inner = read(&mut state, msg1)?;
-    let (&id, rest) = inner.split_first().ok_or(HandshakeError::Malformed)?;
-    let theirs = Cipher::from_id(id).ok_or(HandshakeError::Malformed)?;
+    let noise = msg1
+        .len()
+        .checked_sub(MSG1_TRAILER)
+        .and_then(|n| msg1.get(..n))
+        .ok_or(HandshakeError::Malformed)?;
+    let mut state = noise_state(rng, identity.secret.as_bytes(), None, &identity.psk)?;
+    let inner = read(&mut state, noise)?;
+    let client_key: [u8; 32] = state
+        .get_remote_static()
+        .and_then(|s| s.try_into().ok())
+        .ok_or(HandshakeError::Malformed)?;
+    let client = identity
+        .client(&PublicKey(client_key))
+        .ok_or(HandshakeError::UnknownClient)?
+        .clone();
+    let [version, cipher_id, rest @ ..] = inner.as_slice() else {
+        return Err(HandshakeError::Malformed);
+    };
+    if *version != VERSION {
+        return Err(HandshakeError::Version(*version));
+    }
+    let theirs = Cipher::from_id(*cipher_id).ok_or(HandshakeError::Malformed)?;
     if theirs != cipher {
         return Err(HandshakeError::CipherMismatch {
             ours: cipher,
             theirs,
         });
     }
-    let their_payload = unpadded(rest)?;
-    let reply = padded(&[], payload)?;
-    if let Err(e) = write(&mut state, &reply, out) {
+    let body = unpadded(rest)?;
+    let (t, their_payload) = body
+        .split_first_chunk::<8>()
+        .ok_or(HandshakeError::Malformed)?;
+    if u64::from_be_bytes(*t) != check.t_ms {
+        return Err(HandshakeError::Auth);
+    }
+    let their_payload = their_payload.to_vec();
+    let reply = padded(rng, &[VERSION], payload)?;
+    if let Err(e) = write(rng, &mut state, &reply, out) {
         out.clear();
         return Err(e);
     }
-    Ok((session(state, cipher, false)?, their_payload))
+    Ok(Accepted {
+        keys: session(state, cipher, false)?,
+        client,
+        payload: their_payload,
+    })
 }

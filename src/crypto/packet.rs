@@ -18,6 +18,19 @@
 //!
 //! - nonce = IV XOR (64-bit counter, big-endian, in the last 8 bytes); counters start at 0
 //!   and are never reused; the sender stops at [`MAX_PACKETS`] (the caller rehandshakes).
+//! - **Key phases** (rekeying without a message): packet `n` is sealed with the keys of
+//!   phase `n / phase_len`. Phase 0's AEAD key and IV come from the handshake; phase `p + 1`
+//!   derives from phase `p`'s secret by HKDF (`rawtun v2 ku`), and a side erases a phase's
+//!   secret once it has moved past it (so old keys cannot be recomputed from new ones). The
+//!   default `phase_len` is [`DEFAULT_PHASE_LEN`] = 2^23 packets, RFC 9001 §6.6's
+//!   confidentiality limit for AES-GCM (applied to ChaCha20-Poly1305 too). Since the phase
+//!   follows from the counter, the receiver needs no key-phase bit: it keeps the keys of
+//!   every phase still inside the replay window, derives the next one when a packet of it
+//!   authenticates, and so loses nothing to reordering at the switch. The header-protection
+//!   key stays the same across phases (as in QUIC).
+//! - Integrity limit (RFC 9001 §6.6): an [`Opener`] that has seen 2^52 (AES-GCM) or 2^36
+//!   (ChaCha20-Poly1305) forged packets reports [`Opener::forgery_limit_reached`]; the
+//!   session must end.
 //! - AAD = the 4 *unmasked* counter bytes.
 //! - Header protection as in RFC 9001 §5.4: `mask = HP(key_hp, sample)` with
 //!   AES-ECB (§5.4.3, AES-128 or AES-256 to match the AEAD) or ChaCha20 (§5.4.4); the
@@ -35,15 +48,57 @@
 use ring::aead::{self, quic, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
 
-use super::{Cipher, ReplayWindow};
+use super::{Cipher, ReplayWindow, REPLAY_WINDOW};
 
 /// Bytes in front of the ciphertext: the masked truncated counter.
 pub const HEADER_LEN: usize = 4;
 /// The sender refuses to seal packet number `MAX_PACKETS` (2^62) or later.
 pub const MAX_PACKETS: u64 = 1 << 62;
+/// Packets per key phase unless set otherwise (RFC 9001 §6.6, AES-GCM).
+pub const DEFAULT_PHASE_LEN: u64 = 1 << 23;
+/// A receiver derives keys at most this many phases ahead of the newest it has.
+const MAX_PHASES_AHEAD: u64 = 4;
 /// Header-protection sample length (RFC 9001 §5.4.2).
 const SAMPLE_LEN: usize = 16;
 const IV_LEN: usize = 12;
+
+/// The AEAD key and IV of one key phase.
+struct PhaseKey {
+    phase: u64,
+    key: LessSafeKey,
+    iv: [u8; IV_LEN],
+}
+
+/// One direction's key schedule: the secret of the next phase to derive.
+#[derive(Clone)]
+struct Schedule {
+    alg: &'static aead::Algorithm,
+    cipher: Cipher,
+    next_phase: u64,
+    next_secret: [u8; 32],
+}
+
+impl Schedule {
+    /// The next phase's key; its secret is replaced by the one after it (erased).
+    fn next(&mut self) -> Option<PhaseKey> {
+        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &self.next_secret);
+        let mut key = [0u8; 32];
+        let key = &mut key[..self.alg.key_len()];
+        let mut iv = [0u8; IV_LEN];
+        expand(&prk, b"rawtun v2 key", self.cipher, key)?;
+        expand(&prk, b"rawtun v2 iv", self.cipher, &mut iv)?;
+        let mut secret = [0u8; 32];
+        expand(&prk, b"rawtun v2 ku", self.cipher, &mut secret)?;
+        let phase = self.next_phase;
+        self.next_secret = secret;
+        self.next_phase += 1;
+        Some(PhaseKey {
+            phase,
+            key: LessSafeKey::new(UnboundKey::new(self.alg, key).ok()?),
+            iv,
+        })
+    }
+}
 
 /// Keys for one direction.
 // One per session direction; boxing the keys would add a pointer chase to every packet.
@@ -51,9 +106,8 @@ const IV_LEN: usize = 12;
 enum Protection {
     Clear,
     Aead {
-        key: LessSafeKey,
         hp: quic::HeaderProtectionKey,
-        iv: [u8; IV_LEN],
+        schedule: Schedule,
     },
 }
 
@@ -72,28 +126,30 @@ fn expand(prk: &hkdf::Prk, label: &[u8], cipher: Cipher, out: &mut [u8]) -> Opti
 }
 
 impl Protection {
-    /// Derives the AEAD key, IV and header-protection key of one direction from its Noise
-    /// split secret, salted with the handshake hash. `None` only if ring refuses a length.
+    /// Derives the header-protection key and the phase-0 secret of one direction from its
+    /// Noise split secret, salted with the handshake hash. `None` only if ring refuses a
+    /// length.
     fn derive(cipher: Cipher, secret: &[u8], transcript: &[u8]) -> Option<Protection> {
-        let (aead_alg, hp_alg) = match cipher {
+        let (alg, hp_alg) = match cipher {
             Cipher::None => return Some(Protection::Clear),
             Cipher::Aes256Gcm => (&aead::AES_256_GCM, &quic::AES_256),
             Cipher::Aes128Gcm => (&aead::AES_128_GCM, &quic::AES_128),
             Cipher::ChaCha20Poly1305 => (&aead::CHACHA20_POLY1305, &quic::CHACHA20),
         };
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, transcript).extract(secret);
-        let mut key = [0u8; 32];
         let mut hp = [0u8; 32];
-        let mut iv = [0u8; IV_LEN];
-        let key = &mut key[..aead_alg.key_len()];
         let hp = &mut hp[..hp_alg.key_len()];
-        expand(&prk, b"rawtun v1 key", cipher, key)?;
-        expand(&prk, b"rawtun v1 iv", cipher, &mut iv)?;
-        expand(&prk, b"rawtun v1 hp", cipher, hp)?;
+        let mut first = [0u8; 32];
+        expand(&prk, b"rawtun v2 hp", cipher, hp)?;
+        expand(&prk, b"rawtun v2 phase 0", cipher, &mut first)?;
         Some(Protection::Aead {
-            key: LessSafeKey::new(UnboundKey::new(aead_alg, key).ok()?),
             hp: quic::HeaderProtectionKey::new(hp_alg, hp).ok()?,
-            iv,
+            schedule: Schedule {
+                alg,
+                cipher,
+                next_phase: 0,
+                next_secret: first,
+            },
         })
     }
 }
@@ -177,6 +233,9 @@ pub struct OpenerStats {
 pub struct Sealer {
     cipher: Cipher,
     protection: Protection,
+    /// The current phase's key (`None` for the clear cipher).
+    current: Option<PhaseKey>,
+    phase_len: u64,
     next: u64,
 }
 
@@ -185,18 +244,32 @@ impl std::fmt::Debug for Sealer {
         f.debug_struct("Sealer")
             .field("cipher", &self.cipher)
             .field("next", &self.next)
+            .field("phase", &self.phase())
             .finish()
     }
 }
 
 impl Sealer {
     pub(crate) fn new(cipher: Cipher, secret: &[u8], transcript: &[u8]) -> Option<Sealer> {
-        let protection = Protection::derive(cipher, secret, transcript)?;
+        let mut protection = Protection::derive(cipher, secret, transcript)?;
+        let current = match &mut protection {
+            Protection::Clear => None,
+            Protection::Aead { schedule, .. } => Some(schedule.next()?),
+        };
         Some(Sealer {
             cipher,
             protection,
+            current,
+            phase_len: DEFAULT_PHASE_LEN,
             next: 0,
         })
+    }
+
+    /// Packets per key phase (both ends must agree); only before the first packet.
+    pub(crate) fn set_phase_len(&mut self, packets: u64) {
+        if self.next == 0 {
+            self.phase_len = packets.max(1);
+        }
     }
 
     /// The cipher in use.
@@ -212,6 +285,11 @@ impl Sealer {
     /// Packets sealed so far (the next counter).
     pub fn sealed(&self) -> u64 {
         self.next
+    }
+
+    /// The key phase in use (key updates so far).
+    pub fn phase(&self) -> u64 {
+        self.current.as_ref().map_or(0, |k| k.phase)
     }
 
     /// Seals in place. The plaintext sits at `buf[start + HEADER_LEN..][..len]`, and
@@ -234,10 +312,16 @@ impl Sealer {
         }
         let (header, body) = packet.split_at_mut(HEADER_LEN);
         let mut head = (counter as u32).to_be_bytes();
-        if let Protection::Aead { key, hp, iv } = &self.protection {
+        if let Protection::Aead { hp, schedule } = &mut self.protection {
+            let phase = counter / self.phase_len;
+            while self.current.as_ref().is_some_and(|k| k.phase < phase) {
+                self.current = Some(schedule.next().ok_or(SealError::Internal)?);
+            }
+            let current = self.current.as_ref().ok_or(SealError::Internal)?;
             let (plain, tag_out) = body.split_at_mut(len);
-            let tag = key
-                .seal_in_place_separate_tag(nonce(iv, counter), Aad::from(head), plain)
+            let tag = current
+                .key
+                .seal_in_place_separate_tag(nonce(&current.iv, counter), Aad::from(head), plain)
                 .map_err(|_| SealError::Internal)?;
             tag_out.copy_from_slice(tag.as_ref());
             let mask = hp
@@ -261,6 +345,9 @@ impl Sealer {
 pub struct Opener {
     cipher: Cipher,
     protection: Protection,
+    /// Keys of the phases still inside the replay window, oldest first.
+    keys: std::collections::VecDeque<PhaseKey>,
+    phase_len: u64,
     window: ReplayWindow,
     stats: OpenerStats,
 }
@@ -275,15 +362,36 @@ impl std::fmt::Debug for Opener {
     }
 }
 
+/// Forged packets an [`Opener`] tolerates before the session must end (RFC 9001 §6.6).
+fn forgery_limit(cipher: Cipher) -> u64 {
+    match cipher {
+        Cipher::ChaCha20Poly1305 => 1 << 36,
+        _ => 1 << 52,
+    }
+}
+
 impl Opener {
     pub(crate) fn new(cipher: Cipher, secret: &[u8], transcript: &[u8]) -> Option<Opener> {
-        let protection = Protection::derive(cipher, secret, transcript)?;
+        let mut protection = Protection::derive(cipher, secret, transcript)?;
+        let mut keys = std::collections::VecDeque::new();
+        if let Protection::Aead { schedule, .. } = &mut protection {
+            keys.push_back(schedule.next()?);
+        }
         Some(Opener {
             cipher,
             protection,
+            keys,
+            phase_len: DEFAULT_PHASE_LEN,
             window: ReplayWindow::new(),
             stats: OpenerStats::default(),
         })
+    }
+
+    /// Packets per key phase (both ends must agree); only before the first packet.
+    pub(crate) fn set_phase_len(&mut self, packets: u64) {
+        if self.window.top().is_none() {
+            self.phase_len = packets.max(1);
+        }
     }
 
     /// The cipher in use.
@@ -301,8 +409,18 @@ impl Opener {
         self.stats
     }
 
+    /// The newest key phase the peer has used.
+    pub fn phase(&self) -> u64 {
+        self.keys.back().map_or(0, |k| k.phase)
+    }
+
+    /// True once so many forged packets failed that the keys must not be used any longer.
+    pub fn forgery_limit_reached(&self) -> bool {
+        self.stats.auth_failures >= forgery_limit(self.cipher)
+    }
+
     /// Opens `packet` in place and returns the plaintext inside it. Any input is safe: bad
-    /// packets return an error, are counted, and leave the replay window unchanged.
+    /// packets return an error, are counted, and leave the replay window and keys unchanged.
     pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<&'a [u8], OpenError> {
         if packet.len() < self.overhead() + 1 {
             self.stats.short += 1;
@@ -321,11 +439,46 @@ impl Opener {
             self.stats.replays += 1;
             return Err(OpenError::Replay);
         }
-        let plain: &'a mut [u8] = match &self.protection {
+        let plain: &'a mut [u8] = match &mut self.protection {
             Protection::Clear => body,
-            Protection::Aead { key, iv, .. } => {
-                match key.open_in_place(nonce(iv, counter), Aad::from(head), body) {
-                    Ok(plain) => plain,
+            Protection::Aead { schedule, .. } => {
+                let phase = counter / self.phase_len;
+                let oldest = self.keys.front().map_or(0, |k| k.phase);
+                let newest = self.keys.back().map_or(0, |k| k.phase);
+                if phase < oldest {
+                    self.stats.replays += 1;
+                    return Err(OpenError::Replay);
+                }
+                if phase > newest + MAX_PHASES_AHEAD {
+                    self.stats.auth_failures += 1;
+                    return Err(OpenError::Auth);
+                }
+                // Keys of a phase not seen yet are derived on trial and kept only if the
+                // packet authenticates (a forgery cannot advance the schedule).
+                let mut trial = schedule.clone();
+                let mut fresh = Vec::new();
+                while newest + (fresh.len() as u64) < phase {
+                    fresh.push(trial.next().ok_or(OpenError::Auth)?);
+                }
+                let key = match fresh.last() {
+                    Some(k) => k,
+                    None => self
+                        .keys
+                        .iter()
+                        .find(|k| k.phase == phase)
+                        .ok_or(OpenError::Auth)?,
+                };
+                match key
+                    .key
+                    .open_in_place(nonce(&key.iv, counter), Aad::from(head), body)
+                {
+                    Ok(plain) => {
+                        if !fresh.is_empty() {
+                            self.keys.extend(fresh);
+                            *schedule = trial;
+                        }
+                        plain
+                    }
                     Err(_) => {
                         self.stats.auth_failures += 1;
                         return Err(OpenError::Auth);
@@ -335,7 +488,17 @@ impl Opener {
         };
         self.window.update(counter);
         self.stats.opened += 1;
+        self.prune();
         Ok(plain)
+    }
+
+    /// Drops the keys of phases that lie wholly below the replay window.
+    fn prune(&mut self) {
+        let Some(top) = self.window.top() else { return };
+        let floor = top.saturating_sub(REPLAY_WINDOW) / self.phase_len;
+        while self.keys.len() > 1 && self.keys.front().is_some_and(|k| k.phase < floor) {
+            self.keys.pop_front();
+        }
     }
 
     #[cfg(test)]

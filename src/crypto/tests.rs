@@ -17,20 +17,62 @@ const AEAD: [Cipher; 3] = [
     Cipher::ChaCha20Poly1305,
 ];
 
-fn psk(byte: u8) -> Psk {
-    Psk::from_bytes([byte; 32])
+/// A fixed Unix time in ms for handshakes made in tests.
+const T: u64 = 1_800_000_000_000;
+
+fn rng(seed: u64) -> rand::rngs::StdRng {
+    <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed)
+}
+
+/// Both sides' keys from a shared key of 32 `byte`s.
+fn keys(byte: u8) -> (ServerIdentity, ClientIdentity) {
+    let k = SharedKey::from_bytes([byte; 32]);
+    (k.server_identity(), k.client_identity())
+}
+
+fn msg1(c: &ClientIdentity, cipher: Cipher, payload: &[u8], seed: u64) -> (Initiator, Vec<u8>) {
+    let mut m1 = Vec::new();
+    let init = Initiator::start(
+        c,
+        cipher,
+        T,
+        &Binding::NONE,
+        payload,
+        &mut rng(seed),
+        &mut m1,
+    )
+    .expect("start");
+    (init, m1)
+}
+
+fn accept(
+    s: &ServerIdentity,
+    cipher: Cipher,
+    m1: &[u8],
+    payload: &[u8],
+) -> Result<(Accepted, Vec<u8>), HandshakeError> {
+    let check =
+        check_msg1(std::slice::from_ref(s), &[Binding::NONE], m1).ok_or(HandshakeError::Auth)?;
+    let mut m2 = Vec::new();
+    let a = respond(s, &check, cipher, m1, payload, &mut rng(99), &mut m2)?;
+    Ok((a, m2))
 }
 
 /// Runs a full handshake; returns (client, server).
 fn pair(cipher: Cipher) -> (SessionCrypto, SessionCrypto) {
-    let key = psk(7);
-    let (mut m1, mut m2) = (Vec::new(), Vec::new());
-    let init = Initiator::start(&key, cipher, b"hello", &mut m1).expect("start");
-    let (server, p1) = respond(&key, cipher, &m1, b"world", &mut m2).expect("respond");
+    pair_seeded(cipher, 1)
+}
+
+/// [`pair`] with the client's ephemeral key from `seed`.
+fn pair_seeded(cipher: Cipher, seed: u64) -> (SessionCrypto, SessionCrypto) {
+    let (s, c) = keys(7);
+    let (mut init, m1) = msg1(&c, cipher, b"hello", seed);
+    let (a, m2) = accept(&s, cipher, &m1, b"world").expect("respond");
     let (client, p2) = init.finish(&m2).expect("finish");
-    assert_eq!(p1, b"hello");
+    assert_eq!(a.payload, b"hello");
+    assert_eq!(&*a.client.name, SHARED_CLIENT);
     assert_eq!(p2, b"world");
-    (client, server)
+    (client, a.keys)
 }
 
 /// Seals `plain` into a fresh buffer with `start` bytes of headroom; returns the packet.
@@ -62,53 +104,170 @@ fn handshake_round_trip_each_cipher() {
 
 #[test]
 fn handshake_carries_empty_and_large_payloads() {
-    let key = psk(1);
+    let (s, c) = keys(1);
     let big = vec![0x5a; handshake::MAX_PAYLOAD];
-    let (mut m1, mut m2) = (Vec::new(), Vec::new());
-    let init = Initiator::start(&key, Cipher::Aes256Gcm, &big, &mut m1).expect("start");
-    let (_, p1) = respond(&key, Cipher::Aes256Gcm, &m1, &[], &mut m2).expect("respond");
-    assert_eq!(p1, big);
+    let (mut init, m1) = msg1(&c, Cipher::Aes256Gcm, &big, 2);
+    let (a, m2) = accept(&s, Cipher::Aes256Gcm, &m1, &[]).expect("respond");
+    assert_eq!(a.payload, big);
     let (_, p2) = init.finish(&m2).expect("finish");
     assert!(p2.is_empty());
     let too_big = vec![0; handshake::MAX_PAYLOAD + 1];
+    let mut out = Vec::new();
+    let err = Initiator::start(
+        &c,
+        Cipher::Aes256Gcm,
+        T,
+        &Binding::NONE,
+        &too_big,
+        &mut rng(1),
+        &mut out,
+    );
     assert_eq!(
-        Initiator::start(&key, Cipher::Aes256Gcm, &too_big, &mut m1).err(),
+        err.err(),
         Some(HandshakeError::PayloadTooLarge(handshake::MAX_PAYLOAD + 1))
     );
 }
 
 #[test]
-fn handshake_sizes_vary_with_padding() {
+fn handshake_sizes_vary_with_padding_and_follow_the_seed() {
+    let (_, c) = keys(1);
     let mut sizes = HashSet::new();
-    for _ in 0..40 {
-        let mut m1 = Vec::new();
-        Initiator::start(&psk(1), Cipher::Aes256Gcm, b"x", &mut m1).expect("start");
-        assert!((32 + 2 + 1 + 16..=32 + 2 + 1 + 63 + 16).contains(&m1.len()));
+    for seed in 0..40 {
+        let (_, m1) = msg1(&c, Cipher::Aes256Gcm, b"x", seed);
+        // e, encrypted s, payload (3 + t + "x" + pad + tag), masked t, mac1.
+        let min = 32 + 48 + (3 + 8 + 1 + 16) + 8 + 16;
+        assert!((min..=min + 63).contains(&m1.len()), "{}", m1.len());
         sizes.insert(m1.len());
+        // Randomness is an input: the same seed makes the same message.
+        assert_eq!(msg1(&c, Cipher::Aes256Gcm, b"x", seed).1, m1);
     }
     assert!(sizes.len() > 5, "msg1 sizes barely vary: {sizes:?}");
 }
 
 #[test]
-fn wrong_key_fails_at_respond() {
+fn msg1_check_reads_time_and_needs_the_key_and_binding() {
+    let (s, c) = keys(1);
+    let (other, _) = keys(2);
+    let a: std::net::SocketAddr = "198.18.0.1:40000".parse().unwrap();
+    let b: std::net::SocketAddr = "198.18.0.9:40000".parse().unwrap();
     let mut m1 = Vec::new();
-    let mut m2 = vec![1, 2, 3];
-    Initiator::start(&psk(1), Cipher::Aes256Gcm, b"hi", &mut m1).expect("start");
-    let err = respond(&psk(2), Cipher::Aes256Gcm, &m1, b"", &mut m2).unwrap_err();
-    assert_eq!(err, HandshakeError::Auth);
-    assert!(m2.is_empty(), "nothing to send back on failure");
-    // The `none` cipher still authenticates the handshake.
-    Initiator::start(&psk(1), Cipher::None, b"hi", &mut m1).expect("start");
-    let err = respond(&psk(2), Cipher::None, &m1, b"", &mut m2).unwrap_err();
-    assert_eq!(err, HandshakeError::Auth);
+    Initiator::start(
+        &c,
+        Cipher::Aes256Gcm,
+        T + 5,
+        &Binding::source(a),
+        b"",
+        &mut rng(3),
+        &mut m1,
+    )
+    .expect("start");
+    let ids = [other.clone(), s.clone()];
+    let check = check_msg1(&ids, &[Binding::source(a), Binding::NONE], &m1).expect("valid");
+    assert_eq!((check.identity, check.binding, check.t_ms), (1, 0, T + 5));
+    // Copied to another address, or checked against another server key: nothing.
+    assert_eq!(
+        check_msg1(&ids, &[Binding::source(b), Binding::NONE], &m1),
+        None
+    );
+    assert_eq!(
+        check_msg1(std::slice::from_ref(&other), &[Binding::source(a)], &m1),
+        None
+    );
+}
+
+#[test]
+fn wrong_key_fails_before_any_dh_and_unknown_clients_after_it() {
+    let (_, c) = keys(1);
+    let (s2, _) = keys(2);
+    let (_, m1) = msg1(&c, Cipher::Aes256Gcm, b"hi", 4);
+    assert_eq!(
+        check_msg1(std::slice::from_ref(&s2), &[Binding::NONE], &m1),
+        None
+    );
+    // Per-client keys: the server knows alice only; mallory has the server's public key.
+    let server = StaticSecret::generate(&mut rng(10));
+    let alice = StaticSecret::generate(&mut rng(11));
+    let mallory = StaticSecret::generate(&mut rng(12));
+    let (sid, bad) = ServerIdentity::new(server.clone(), &[("alice".into(), alice.public())]);
+    assert!(bad.is_empty());
+    for (who, key, ok) in [("alice", &alice, true), ("mallory", &mallory, false)] {
+        let c = ClientIdentity::new(key.clone(), server.public()).expect("client");
+        let (mut init, m1) = msg1(&c, Cipher::Aes256Gcm, b"", 5);
+        match accept(&sid, Cipher::Aes256Gcm, &m1, b"") {
+            Ok((a, m2)) => {
+                assert!(ok, "{who} accepted");
+                assert_eq!(&*a.client.name, "alice");
+                init.finish(&m2).expect("finish");
+            }
+            Err(e) => {
+                assert!(!ok, "{who} refused: {e}");
+                assert_eq!(e, HandshakeError::UnknownClient);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_client_cannot_pose_as_the_server_to_another() {
+    // bob holds a valid client key; he answers alice's msg1 as if he were the server.
+    let server = StaticSecret::generate(&mut rng(20));
+    let alice = ClientIdentity::new(StaticSecret::generate(&mut rng(21)), server.public()).unwrap();
+    let bob_key = StaticSecret::generate(&mut rng(22));
+    let (mut init, m1) = msg1(&alice, Cipher::Aes256Gcm, b"", 6);
+    // Bob's best: a server identity built on his own key (he lacks the server's).
+    let (fake, _) = ServerIdentity::new(bob_key.clone(), &[("alice".into(), alice.public)]);
+    assert_eq!(
+        check_msg1(std::slice::from_ref(&fake), &[Binding::NONE], &m1),
+        None
+    );
+    let forced = Msg1Check {
+        identity: 0,
+        binding: 1,
+        t_ms: T,
+    };
+    let mut m2 = Vec::new();
+    let r = respond(
+        &fake,
+        &forced,
+        Cipher::Aes256Gcm,
+        &m1,
+        b"",
+        &mut rng(7),
+        &mut m2,
+    );
+    assert!(
+        r.is_err(),
+        "decrypting alice's msg1 needs the server's private key"
+    );
+    // Garbage or a replayed msg2 of another session fails, and alice's initiator survives.
+    assert!(init.finish(&m2).is_err());
+    assert!(init.finish(&[7u8; 80]).is_err());
+}
+
+#[test]
+fn failed_msg2_leaves_the_initiator_usable() {
+    let (s, c) = keys(3);
+    let (mut init, m1) = msg1(&c, Cipher::Aes256Gcm, b"", 8);
+    let (_, m2) = accept(&s, Cipher::Aes256Gcm, &m1, b"reply").expect("respond");
+    for i in 0..m2.len() {
+        let mut bad = m2.clone();
+        bad[i] ^= 0x01;
+        if i == 31 {
+            continue; // the randomised top bit is flipped below
+        }
+        assert!(init.finish(&bad).is_err(), "msg2 byte {i}");
+    }
+    let mut top = m2.clone();
+    top[31] ^= 0x80;
+    assert_eq!(init.finish(&top).expect("top bit ignored").1, b"reply");
+    assert!(init.finish(&m2).is_err(), "spent after success");
 }
 
 #[test]
 fn cipher_mismatch_is_reported() {
-    let mut m1 = Vec::new();
-    let mut m2 = Vec::new();
-    Initiator::start(&psk(1), Cipher::ChaCha20Poly1305, b"", &mut m1).expect("start");
-    let err = respond(&psk(1), Cipher::Aes256Gcm, &m1, b"", &mut m2).unwrap_err();
+    let (s, c) = keys(1);
+    let (_, m1) = msg1(&c, Cipher::ChaCha20Poly1305, b"", 9);
+    let err = accept(&s, Cipher::Aes256Gcm, &m1, b"").unwrap_err();
     assert_eq!(
         err,
         HandshakeError::CipherMismatch {
@@ -121,73 +280,93 @@ fn cipher_mismatch_is_reported() {
 
 #[test]
 fn garbage_handshake_messages_fail_cleanly() {
-    for len in 0..200 {
+    let (s, c) = keys(1);
+    for len in 0..300 {
         let garbage: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-        let mut out = Vec::new();
-        let err = respond(&psk(1), Cipher::Aes256Gcm, &garbage, b"", &mut out).unwrap_err();
-        let expected = if len < 48 {
-            HandshakeError::Malformed
-        } else {
-            HandshakeError::Auth
+        assert_eq!(
+            check_msg1(std::slice::from_ref(&s), &[Binding::NONE], &garbage),
+            None
+        );
+        let check = Msg1Check {
+            identity: 0,
+            binding: 1,
+            t_ms: T,
         };
-        assert_eq!(err, expected, "len {len}");
-        let mut m1 = Vec::new();
-        let init = Initiator::start(&psk(1), Cipher::Aes256Gcm, b"", &mut m1).expect("start");
-        assert_eq!(init.finish(&garbage).unwrap_err(), expected, "len {len}");
+        let mut out = Vec::new();
+        assert!(respond(
+            &s,
+            &check,
+            Cipher::Aes256Gcm,
+            &garbage,
+            b"",
+            &mut rng(1),
+            &mut out
+        )
+        .is_err());
+        assert!(out.is_empty(), "nothing to send back on failure");
+        let (mut init, _) = msg1(&c, Cipher::Aes256Gcm, b"", 10);
+        assert!(init.finish(&garbage).is_err(), "len {len}");
     }
 }
 
 #[test]
-fn tampering_any_handshake_byte_fails() {
-    let key = psk(3);
-    let mut m1 = Vec::new();
-    let mut m2 = Vec::new();
-    Initiator::start(&key, Cipher::Aes256Gcm, b"payload", &mut m1).expect("start");
+fn tampering_any_msg1_byte_fails_the_cheap_check() {
+    let (s, c) = keys(3);
+    let (_, m1) = msg1(&c, Cipher::Aes256Gcm, b"payload", 11);
+    let ids = std::slice::from_ref(&s);
+    assert!(check_msg1(ids, &[Binding::NONE], &m1).is_some());
     for i in 0..m1.len() {
         for flip in [0x01u8, 0x80] {
-            if i == 31 && flip == 0x80 {
-                continue; // the randomised top bit of the X25519 key, tested below
-            }
             let mut bad = m1.clone();
             bad[i] ^= flip;
-            assert!(
-                respond(&key, Cipher::Aes256Gcm, &bad, b"", &mut m2).is_err(),
-                "byte {i}"
-            );
+            assert_eq!(check_msg1(ids, &[Binding::NONE], &bad), None, "byte {i}");
         }
     }
-    // Truncation and extension also fail.
-    assert!(respond(&key, Cipher::Aes256Gcm, &m1[..m1.len() - 1], b"", &mut m2).is_err());
+    assert_eq!(check_msg1(ids, &[Binding::NONE], &m1[..m1.len() - 1]), None);
     let mut longer = m1.clone();
     longer.push(0);
-    assert!(respond(&key, Cipher::Aes256Gcm, &longer, b"", &mut m2).is_err());
-
-    // msg2: a fresh initiator per attempt, since finish() consumes it.
-    let mut len2 = 0;
-    for i in 0.. {
-        let init = Initiator::start(&key, Cipher::Aes256Gcm, b"", &mut m1).expect("start");
-        respond(&key, Cipher::Aes256Gcm, &m1, b"reply", &mut m2).expect("respond");
-        len2 = m2.len();
-        if i >= len2 {
-            break;
-        }
-        m2[i] ^= 0x01;
-        assert!(init.finish(&m2).is_err(), "msg2 byte {i}");
-    }
-    assert!(len2 >= 48);
+    assert_eq!(check_msg1(ids, &[Binding::NONE], &longer), None);
 }
 
 #[test]
-fn ephemeral_key_top_bit_is_random_on_the_wire_and_ignored() {
-    let key = psk(3);
+fn a_key_holder_cannot_refresh_the_time_of_a_recorded_msg1() {
+    // The outer time is readable with the open key (every client has it); the inner one is
+    // encrypted to the server. Rewriting the outer time and mac1 fails at the DH step.
+    let (s, c) = keys(4);
+    let (_, m1) = msg1(&c, Cipher::Aes256Gcm, b"", 12);
+    let n = m1.len();
+    let mut forged = m1[..n - 24].to_vec();
+    let mask = c.open.compute(&[b"rawtun v2 t", &forged[..32]]);
+    for (i, b) in (T + 86_400_000).to_be_bytes().iter().enumerate() {
+        forged.push(b ^ mask[i]);
+    }
+    let mac1 = c
+        .open
+        .compute(&[b"rawtun v2 mac1", Binding::NONE.as_bytes(), &forged]);
+    forged.extend_from_slice(&mac1);
+    let check = check_msg1(std::slice::from_ref(&s), &[Binding::NONE], &forged).expect("mac1");
+    assert_eq!(check.t_ms, T + 86_400_000);
+    let mut out = Vec::new();
+    let r = respond(
+        &s,
+        &check,
+        Cipher::Aes256Gcm,
+        &forged,
+        b"",
+        &mut rng(1),
+        &mut out,
+    );
+    assert_eq!(r.err(), Some(HandshakeError::Auth));
+}
+
+#[test]
+fn ephemeral_key_top_bit_is_random_on_the_wire() {
+    let (s, c) = keys(3);
     let mut seen = HashSet::new();
-    for _ in 0..64 {
-        let mut m1 = Vec::new();
-        let mut m2 = Vec::new();
-        let init = Initiator::start(&key, Cipher::Aes256Gcm, b"", &mut m1).expect("start");
+    for seed in 0..64 {
+        let (mut init, m1) = msg1(&c, Cipher::Aes256Gcm, b"", seed);
         seen.insert(m1[31] & 0x80);
-        m1[31] ^= 0x80;
-        respond(&key, Cipher::Aes256Gcm, &m1, b"", &mut m2).expect("top bit is not authenticated");
+        let (_, m2) = accept(&s, Cipher::Aes256Gcm, &m1, b"").expect("respond");
         init.finish(&m2).expect("finish");
     }
     assert_eq!(seen.len(), 2);
@@ -261,6 +440,7 @@ fn seal_checks_its_arguments() {
 fn sealer_stops_at_counter_limit() {
     let (mut client, _) = pair(Cipher::ChaCha20Poly1305);
     let mut buf = [0u8; 32];
+    client.set_phase_len(u64::MAX);
     client.sealer.set_next_counter(MAX_PACKETS - 1);
     assert!(client.sealer.seal(&mut buf, 0, 4).is_ok());
     assert_eq!(
@@ -295,6 +475,9 @@ fn reconstruct_follows_rfc9000_a3() {
 fn counters_survive_the_32_bit_wrap() {
     for cipher in ALL {
         let (mut client, mut server) = pair(cipher);
+        // One key phase throughout (phases are tested on their own below).
+        client.set_phase_len(u64::MAX);
+        server.set_phase_len(u64::MAX);
         let base = (1u64 << 32) - 100;
         client.sealer.set_next_counter(base);
         server.opener.set_highest_counter(base - 1);
@@ -388,15 +571,15 @@ fn counter_is_hidden_on_the_wire() {
 }
 
 #[test]
-fn sessions_with_same_psk_get_different_keys() {
+fn sessions_with_the_same_keys_get_different_traffic_keys() {
     for cipher in AEAD {
-        let (mut a, _) = pair(cipher);
-        let (mut b, _) = pair(cipher);
+        let (mut a, _) = pair_seeded(cipher, 1);
+        let (mut b, _) = pair_seeded(cipher, 2);
         let pa = seal(&mut a.sealer, 0, &[0u8; 32]);
         let pb = seal(&mut b.sealer, 0, &[0u8; 32]);
         assert_ne!(pa[HEADER_LEN..], pb[HEADER_LEN..]);
         // And one session cannot open the other's packets.
-        let (_, mut other_server) = pair(cipher);
+        let (_, mut other_server) = pair_seeded(cipher, 3);
         let mut p = pa.clone();
         assert_eq!(other_server.opener.open(&mut p), Err(OpenError::Auth));
     }
@@ -417,34 +600,63 @@ fn none_cipher_is_clear_but_replay_checked() {
 }
 
 #[test]
-fn psk_from_hex_and_password() {
+fn shared_key_from_hex_and_password() {
     let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     let expected: [u8; 32] = hex::decode(hex_key).expect("hex").try_into().expect("32");
-    assert_eq!(Psk::from_key(hex_key), Ok(Psk::from_bytes(expected)));
+    let a: std::net::SocketAddr = "198.18.0.2:9999".parse().unwrap();
+    let b: std::net::SocketAddr = "198.18.0.3:9999".parse().unwrap();
     assert_eq!(
-        Psk::from_key(&hex_key.to_uppercase()),
-        Ok(Psk::from_bytes(expected))
+        SharedKey::from_key(hex_key, a),
+        Ok(SharedKey::from_bytes(expected))
     );
+    assert_eq!(
+        SharedKey::from_key(&hex_key.to_uppercase(), b),
+        Ok(SharedKey::from_bytes(expected)),
+        "a hex key does not depend on the address"
+    );
+    assert!(!is_password(hex_key));
     // 63 hex digits, or 64 characters that are not all hex, are passwords.
-    let p63 = Psk::from_key(&hex_key[..63]).expect("password");
-    let not_hex = Psk::from_key(&format!("{}g", &hex_key[..63])).expect("password");
+    assert!(is_password(&hex_key[..63]));
+    let p63 = SharedKey::from_key(&hex_key[..63], a).expect("password");
+    let not_hex = SharedKey::from_key(&format!("{}g", &hex_key[..63]), a).expect("password");
     assert_ne!(p63, not_hex);
-    assert_ne!(not_hex, Psk::from_bytes(expected));
-    let pw = Psk::from_key("correct horse battery staple").expect("password");
+    assert_ne!(not_hex, SharedKey::from_bytes(expected));
+    let pw = SharedKey::from_key("correct horse battery staple", a).expect("password");
     assert_eq!(
         pw,
-        Psk::from_key("correct horse battery staple").expect("password")
+        SharedKey::from_key("correct horse battery staple", a).unwrap()
     );
     assert_ne!(
         pw,
-        Psk::from_key("correct horse battery stapl").expect("password")
+        SharedKey::from_key("correct horse battery stapl", a).unwrap()
     );
-    assert_eq!(Psk::from_key(""), Err(KeyError::Empty));
-    let shown = format!("{pw:?} {:?}", Psk::from_bytes(expected));
+    // Salted per server: a guess tested against one server says nothing about another.
+    assert_ne!(
+        pw,
+        SharedKey::from_key("correct horse battery staple", b).unwrap()
+    );
+    assert_eq!(SharedKey::from_key("", a), Err(KeyError::Empty));
+    let shown = format!("{pw:?} {:?}", SharedKey::from_bytes(expected));
     assert!(
         !shown.contains("0011") && !shown.contains("aabb"),
         "{shown}"
     );
+}
+
+#[test]
+fn static_keys_parse_and_never_show() {
+    let k = StaticSecret::generate(&mut rng(1));
+    let hex = k.to_hex();
+    assert_eq!(StaticSecret::from_hex(&hex), Ok(k.clone()));
+    assert_eq!(PublicKey::from_hex(&k.public().to_hex()), Ok(k.public()));
+    assert_eq!(StaticSecret::from_hex("zz"), Err(KeyError::NotHex));
+    assert_eq!(StaticSecret::from_hex(""), Err(KeyError::Empty));
+    assert_eq!(PublicKey::from_hex(&"00".repeat(32)), Err(KeyError::Weak));
+    assert!(!format!("{k:?}").contains(&hex[..8]));
+    // Low-order client keys are refused by name.
+    let (sid, bad) = ServerIdentity::new(k, &[("zero".into(), PublicKey([0; 32]))]);
+    assert_eq!(bad, ["zero"]);
+    assert_eq!(sid.clients().count(), 0);
 }
 
 #[test]
@@ -457,7 +669,65 @@ fn generated_secrets_are_hex_keys() {
         .bytes()
         .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
     let bytes: [u8; 32] = hex::decode(&a).expect("hex").try_into().expect("32");
-    assert_eq!(Psk::from_key(&a), Ok(Psk::from_bytes(bytes)));
+    let any = "0.0.0.0:0".parse().unwrap();
+    assert_eq!(
+        SharedKey::from_key(&a, any),
+        Ok(SharedKey::from_bytes(bytes))
+    );
+}
+
+#[test]
+fn key_phases_rotate_with_the_counter_and_lose_nothing_at_the_switch() {
+    for cipher in AEAD {
+        let (mut client, mut server) = pair(cipher);
+        client.set_phase_len(100);
+        server.set_phase_len(100);
+        let packets: Vec<Vec<u8>> = (0..1000u32)
+            .map(|i| seal(&mut client.sealer, 0, &i.to_le_bytes()))
+            .collect();
+        assert_eq!(client.sealer.phase(), 9);
+        // Deliver in blocks of 30, each block reversed: every switch sees packets of the
+        // next phase before the last ones of the previous.
+        let mut order: Vec<usize> = Vec::new();
+        for block in (0..1000).collect::<Vec<_>>().chunks(30) {
+            order.extend(block.iter().rev());
+        }
+        for i in order {
+            let mut p = packets[i].clone();
+            let plain = server
+                .opener
+                .open(&mut p)
+                .unwrap_or_else(|e| panic!("{cipher} {i}: {e}"));
+            assert_eq!(plain, (i as u32).to_le_bytes());
+        }
+        assert_eq!(server.opener.phase(), 9);
+        assert_eq!(server.opener.stats().opened, 1000);
+        // Same plaintext, counters a phase apart: different keys, different ciphertext.
+        let mut a = seal(&mut client.sealer, 0, &[0; 16]);
+        client.sealer.set_next_counter(client.sealer.sealed() + 99);
+        let mut b = seal(&mut client.sealer, 0, &[0; 16]);
+        assert_ne!(a[HEADER_LEN..], b[HEADER_LEN..]);
+        assert!(server.opener.open(&mut a).is_ok());
+        assert!(server.opener.open(&mut b).is_ok());
+    }
+}
+
+#[test]
+fn a_forged_packet_cannot_advance_the_key_schedule() {
+    let (mut client, mut server) = pair(Cipher::Aes256Gcm);
+    client.set_phase_len(10);
+    server.set_phase_len(10);
+    let mut first = seal(&mut client.sealer, 0, b"a");
+    server.opener.open(&mut first).expect("phase 0");
+    // A forged packet claiming phase 3 (counter 35): derived on trial, then thrown away.
+    let mut forged = seal(&mut client.sealer, 0, b"b");
+    forged[HEADER_LEN] ^= 1;
+    assert_eq!(server.opener.open(&mut forged), Err(OpenError::Auth));
+    assert_eq!(server.opener.phase(), 0);
+    // Too far ahead is refused without trying.
+    client.sealer.set_next_counter(1000);
+    let mut far = seal(&mut client.sealer, 0, b"far");
+    assert_eq!(server.opener.open(&mut far), Err(OpenError::Auth));
 }
 
 #[test]
@@ -578,9 +848,14 @@ proptest! {
     }
 
     #[test]
-    fn respond_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+    fn handshake_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let (s, c) = keys(9);
+        prop_assert!(check_msg1(std::slice::from_ref(&s), &[Binding::NONE], &bytes).is_none());
+        let check = Msg1Check { identity: 0, binding: 1, t_ms: T };
         let mut out = Vec::new();
-        prop_assert!(respond(&psk(9), Cipher::Aes256Gcm, &bytes, b"", &mut out).is_err());
+        prop_assert!(respond(&s, &check, Cipher::Aes256Gcm, &bytes, b"", &mut rng(1), &mut out).is_err());
         prop_assert!(out.is_empty());
+        let (mut init, _) = msg1(&c, Cipher::Aes256Gcm, b"", 1);
+        prop_assert!(init.finish(&bytes).is_err());
     }
 }

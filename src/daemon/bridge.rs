@@ -89,6 +89,13 @@ pub enum Command {
 pub enum Input {
     Frame(Vec<u8>),
     Cmd(Command),
+    Control(Control),
+}
+
+/// Daemon → worker.
+pub enum Control {
+    /// Server: new keys and client lists (SIGHUP); sessions of removed clients end.
+    SetIdentities(Arc<[crate::crypto::ServerIdentity]>),
 }
 
 /// The worker's half of a stream.

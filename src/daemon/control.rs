@@ -114,9 +114,33 @@ pub fn render_status(r: &Report) -> String {
         t.frames_in, t.frames_out, t.bytes_in, t.bytes_out, t.handshakes_ok, t.auth_failures,
         t.replays, t.retransmits, t.rst_ignored
     );
+    let drops: Vec<String> = t
+        .drops
+        .reasons()
+        .into_iter()
+        .chain([
+            ("queue_full", t.queue_full),
+            ("parse_error", t.parse_errors),
+        ])
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    if r.role == "server" || !drops.is_empty() {
+        let _ = writeln!(
+            s,
+            "dropped without answer: {} (resets sent {})",
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(", ")
+            },
+            t.resets_sent
+        );
+    }
     let _ = writeln!(
         s,
-        "{:<22} {:<22} {:<12} {:>7} {:>7} {:>9} {:>12} {:>12} {:>7} {:>6}",
+        "{:<16} {:<22} {:<22} {:<12} {:>7} {:>7} {:>9} {:>12} {:>12} {:>7} {:>6}",
+        "client",
         "local",
         "peer",
         "phase",
@@ -131,7 +155,8 @@ pub fn render_status(r: &Report) -> String {
     for x in &r.sessions {
         let _ = writeln!(
             s,
-            "{:<22} {:<22} {:<12} {:>7} {:>7} {:>9} {:>12} {:>12} {:>7} {:>6}",
+            "{:<16} {:<22} {:<22} {:<12} {:>7} {:>7} {:>9} {:>12} {:>12} {:>7} {:>6}",
+            x.client.as_deref().unwrap_or("-"),
             x.local.to_string(),
             x.peer.to_string(),
             x.phase,

@@ -1,46 +1,83 @@
 //! `rawtun dump`: a tcpdump-like view of the tunnel port — flows, flags, seq/ack, lengths —
-//! and, for each packet, what can be said about its authenticity from outside a session:
+//! and, for each packet, what can be said about it from outside a session. On a server
+//! (which holds the keys that openings prove):
 //!
-//! - a handshake first message authenticates with the pre-shared key alone (Noise psk0), so
-//!   dump tells "key matches" from "wrong key or not a handshake";
-//! - a stateless reset verifies with the key too;
-//! - session packets are sealed with ephemeral keys (forward secrecy): nobody outside the
-//!   session can check them, dump included, and it says so.
+//! - a SYN's opening proof: valid (and how far its clock is from ours), or not;
+//! - a msg1's mac1: valid for which server key, its clock, and whether its client key is
+//!   configured (this takes the handshake's DH work);
+//! - a probe (a client that hears nothing) with a valid tag;
+//! - anything else: a session packet (sealed with ephemeral keys: nobody outside the
+//!   session can check it, dump included) or junk — the server answers neither.
 //!
-//! It captures what arrives at this host (the capture is inbound-only).
+//! It captures what arrives at this host (the capture is inbound-only); on a client it can
+//! only show the packets, since the server's replies verify only inside a session.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::config::{Config, Role};
-use crate::crypto::{self, Psk};
+use crate::crypto::proof;
+use crate::crypto::{self, Binding, ServerIdentity};
+use crate::endpoint::WallClock;
 use crate::io::{self, PacketRx, PcapOptions};
-use crate::wire;
+use crate::wire::{self, ParsedFrame, TcpFlags};
 
-/// What dump concluded about one payload.
-pub fn verdict(psk: &Psk, cipher: crypto::Cipher, payload: &[u8]) -> &'static str {
-    if payload.is_empty() {
-        return "no payload";
-    }
-    if crypto::reset::check_reset(psk, payload).is_some() {
-        return "stateless reset: verifies with the key";
-    }
-    let mut out = Vec::new();
-    match crypto::respond(psk, cipher, payload, &[], &mut out) {
-        Ok(_) => "handshake: key matches",
-        Err(crypto::HandshakeError::CipherMismatch { .. }) => {
-            "handshake: key matches, cipher differs"
+/// What dump concluded about one frame, given the server's keys (empty on a client).
+pub fn verdict(
+    ids: &[ServerIdentity],
+    cipher: crypto::Cipher,
+    p: &ParsedFrame<'_>,
+    now_ms: u64,
+) -> String {
+    let r = &p.repr;
+    let skew = |t: u64| format!("clock {:+.1} s", (t as i64 - now_ms as i64) as f64 / 1000.0);
+    let bindings = [Binding::source(r.src), Binding::NONE];
+    if r.flags.contains(TcpFlags::SYN) && !r.flags.contains(TcpFlags::ACK) {
+        let Some((tsval, _)) = r.options.timestamp else {
+            return "SYN without timestamps: not a rawtun opening".into();
+        };
+        for id in ids {
+            for b in &bindings {
+                let t = proof::syn_time(id, b, tsval, now_ms);
+                if proof::check_syn(id, b, r.seq, t) {
+                    return format!("SYN: opening proof valid ({})", skew(t));
+                }
+            }
         }
-        Err(_) => {
-            "sealed: session packet or reply (not checkable outside the session) or wrong key"
+        return if ids.is_empty() {
+            "SYN".into()
+        } else {
+            "SYN: no valid opening proof (stranger, or another key)".into()
+        };
+    }
+    if p.payload.is_empty() {
+        return "no payload".into();
+    }
+    if let Some(check) = crypto::check_msg1(ids, &bindings, p.payload) {
+        let id = &ids[check.identity];
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let mut out = Vec::new();
+        let who = match crypto::respond(id, &check, cipher, p.payload, &[], &mut rng, &mut out) {
+            Ok(a) => format!("client {}", a.client.name),
+            Err(e) => e.to_string(),
+        };
+        return format!("msg1: mac1 valid ({}); {who}", skew(check.t_ms));
+    }
+    let flow = Binding::flow(r.src, r.dst);
+    for id in ids {
+        if let Some(probe) = proof::check_probe(id, &flow, p.payload) {
+            let name = id.client_by_id(&probe.client).map_or("?", |c| &*c.name);
+            return format!("probe from client {name} ({})", skew(probe.t_ms));
         }
     }
+    "sealed session packet, server reply, or junk (not checkable outside a session)".into()
 }
 
 /// Prints one line per captured frame until `count` frames (0 = until interrupted).
 pub fn dump(cfg: &Config, count: u64) -> anyhow::Result<()> {
-    let psk = Psk::from_key(&cfg.transport.kcp.key).context("deriving the key")?;
     let interface = cfg
         .network
         .interface
@@ -58,6 +95,15 @@ pub fn dump(cfg: &Config, count: u64) -> anyhow::Result<()> {
     };
     let (mut rx, _tx, link) =
         io::open_pcap(&opts).with_context(|| format!("opening {interface}"))?;
+    let ids: Arc<[ServerIdentity]> = match cfg.role {
+        Role::Server => {
+            let unspecified = IpAddr::from([0, 0, 0, 0]);
+            let addrs = super::keys::server_addresses(cfg, unspecified, Some(&interface));
+            super::keys::server_identities(cfg, &addrs)?
+        }
+        Role::Client => Vec::new().into(),
+    };
+    let wall = WallClock::system();
     eprintln!("rawtun dump: {interface}, filter `{filter}`, inbound");
     let start = Instant::now();
     let mut buf = vec![0u8; 65536];
@@ -82,7 +128,12 @@ pub fn dump(cfg: &Config, count: u64) -> anyhow::Result<()> {
                     p.payload.len(),
                     r.ttl,
                     r.ip_id,
-                    verdict(&psk, cfg.transport.kcp.block, p.payload)
+                    verdict(
+                        &ids,
+                        cfg.transport.kcp.block,
+                        &p,
+                        wall.unix_ms(Instant::now())
+                    )
                 );
             }
             Err(e) => println!("{t:10.6} unparsable frame ({n} bytes): {e}"),

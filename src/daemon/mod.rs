@@ -14,6 +14,7 @@ mod client;
 pub mod control;
 pub mod dump;
 mod frontends;
+pub mod keys;
 pub mod ping;
 mod server;
 mod stats;
@@ -30,8 +31,8 @@ use anyhow::{bail, Context};
 pub use stats::{Snapshot, Stats};
 
 use crate::config::{Config, Host, HostPort, Role};
-use crate::crypto::{Cipher, Psk};
-use crate::endpoint::{ConnConfig, Listener};
+use crate::crypto::Cipher;
+use crate::endpoint::{ConnConfig, GateConfig, GateShared, Listener, WallClock};
 use crate::faketcp::FlowConfig;
 use crate::io::{self, PacketRx, PacketTx, PcapOptions};
 use crate::kcp::KcpConfig;
@@ -102,7 +103,9 @@ pub fn kcp_config(k: &crate::config::Kcp) -> KcpConfig {
     }
 }
 
-pub fn conn_config(cfg: &Config, psk: Psk, link: LinkType) -> ConnConfig {
+/// The connection settings of `cfg`; `bind_source` binds a client's opening proofs to its
+/// address (off behind NAT).
+pub fn conn_config(cfg: &Config, link: LinkType, bind_source: bool) -> ConnConfig {
     let t = &cfg.transport;
     ConnConfig {
         flow: FlowConfig {
@@ -118,7 +121,6 @@ pub fn conn_config(cfg: &Config, psk: Psk, link: LinkType) -> ConnConfig {
             ..FlowConfig::default()
         },
         cipher: t.kcp.block,
-        psk: Arc::new(psk),
         kcp: kcp_config(&t.kcp),
         mux: MuxConfig {
             stream_window: t.kcp.streambuf.min(u32::MAX as usize) as u32,
@@ -127,6 +129,9 @@ pub fn conn_config(cfg: &Config, psk: Psk, link: LinkType) -> ConnConfig {
             idle_timeout: t.timeouts.idle,
         },
         handshake_timeout: t.timeouts.handshake,
+        rekey_packets: crate::crypto::DEFAULT_PHASE_LEN,
+        bind_source,
+        wall: WallClock::system(),
     }
 }
 
@@ -197,7 +202,7 @@ pub fn format_mac(m: &[u8; 6]) -> String {
     )
 }
 
-fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan, PacketHandles)> {
+fn plan(cfg: &Config, peer_ip: Option<IpAddr>) -> anyhow::Result<(Plan, PacketHandles)> {
     let net = resolve_network(cfg, peer_ip)?;
     let interface = net.interface.clone();
     let local_ip = net.local_ip;
@@ -238,7 +243,7 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>, psk: Psk) -> anyhow::Result<(Plan
             local_ip,
             local_mac,
             router_mac,
-            conn: conn_config(cfg, psk, link),
+            conn: conn_config(cfg, link, cfg.network.nat.bind_source(local_ip)),
             workers: tx_count,
         },
         (Box::new(rx), txs),
@@ -253,7 +258,6 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     if cfg.transport.kcp.block == Cipher::None {
         tracing::warn!("transport.kcp.block is `none`: tunnel traffic is NOT encrypted or authenticated after the handshake");
     }
-    let psk = Psk::from_key(&cfg.transport.kcp.key).context("deriving the key")?;
     let peer_ip = match cfg.role {
         Role::Client => Some(
             cfg.server
@@ -262,7 +266,22 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         ),
         Role::Server => None,
     };
-    let (plan, (mut rx, txs)) = plan(&cfg, peer_ip, psk)?;
+    let (plan, (mut rx, txs)) = plan(&cfg, peer_ip)?;
+    // Keys before the firewall rules: a bad key fails before anything changes.
+    let server_keys = match cfg.role {
+        Role::Server => {
+            let addrs = keys::server_addresses(&cfg, plan.local_ip, Some(&plan.interface));
+            let ids = keys::server_identities(&cfg, &addrs)?;
+            let names: Vec<&str> = cfg.auth.clients.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(clients = ?names, shared_key = cfg.auth.shared.is_some(), "server keys ready");
+            Some(ids)
+        }
+        Role::Client => None,
+    };
+    let client_key = match cfg.role {
+        Role::Client => Some(keys::client_identity(&cfg)?),
+        Role::Server => None,
+    };
     // Keep the kernel out of the tunnel's flow before the first packet: NOTRACK and RST
     // drop, removed again when this guard drops (also on an error below).
     let _firewall = if cfg.firewall.auto {
@@ -285,6 +304,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let mut senders = Vec::new();
     let mut handles = Vec::new();
+    let gate_cfg = GateConfig::default();
+    let gate_shared = GateShared::new(
+        &gate_cfg,
+        plan.conn.wall.unix_ms(plan.conn.wall.at),
+        std::time::Instant::now(),
+    );
     let server_ctx = Arc::new(server::ServerCtx {
         policy: crate::proxy::DialPolicy {
             timeout: cfg.transport.timeouts.dial,
@@ -312,12 +337,17 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             Role::Server => {
                 let listen = cfg.listen.context("listen.addr is required on a server")?;
                 let local = SocketAddr::new(plan.local_ip, listen.port());
+                let identities = server_keys.clone().context("server keys")?;
                 let listener = Listener::new(
                     plan.conn.clone(),
+                    identities,
+                    gate_cfg,
+                    gate_shared.clone(),
                     local,
                     plan.local_mac,
                     plan.router_mac,
                     MAX_FLOWS_PER_WORKER,
+                    rand::random(),
                 );
                 Worker::server(parts, listener, server_ctx.clone())
             }
@@ -344,6 +374,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                     parts,
                     ClientSide {
                         server,
+                        identity: client_key.clone().context("client key")?,
                         local_ip: plan.local_ip,
                         port_shard: (index as u16, n as u16),
                         fixed_port,
@@ -364,11 +395,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         );
     }
 
-    // Capture reader: one thread hands frames to the worker that owns their flow.
+    // Capture reader: one thread hands frames to the worker that owns their flow. It never
+    // blocks on a full worker queue: the frame is dropped and counted for that worker.
     let reader = {
         let senders = senders.clone();
         let shutdown = shutdown.clone();
         let is_server = cfg.role == Role::Server;
+        let stats = stats.clone();
+        let shard = Shard::new(link, is_server, senders.len());
         std::thread::Builder::new()
             .name("rawtun-capture".into())
             .spawn(move || {
@@ -383,19 +417,24 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                         }
                     };
                     let frame = &buf[..n];
-                    let i = if senders.len() == 1 {
-                        0
-                    } else {
-                        shard_of(link, frame, is_server, senders.len())
-                    };
-                    if senders[i].send(Input::Frame(frame.to_vec())).is_err() {
-                        break;
+                    let i = shard.of(frame);
+                    match senders[i].try_send(Input::Frame(frame.to_vec())) {
+                        Ok(()) => {}
+                        Err(flume::TrySendError::Full(_)) => stats.count_queue_full(i),
+                        Err(flume::TrySendError::Disconnected(_)) => break,
                     }
                 }
             })
             .context("starting the capture thread")?
     };
 
+    let reload_ctx = ReloadCtx {
+        workers: senders.clone(),
+        server_addresses: match cfg.role {
+            Role::Server => keys::server_addresses(&cfg, plan.local_ip, Some(&plan.interface)),
+            Role::Client => Vec::new(),
+        },
+    };
     let connector = client::TunnelConnector {
         workers: Arc::new(senders.clone()),
         next: Arc::new(AtomicUsize::new(0)),
@@ -431,7 +470,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         let _ = crate::sys::notify::notify("READY=1");
         let mut cfg = cfg.clone();
         while let Signal::Reload = wait_for_signal().await {
-            reload(&mut cfg, &opts, &mut front, &connector).await;
+            reload(&mut cfg, &opts, &mut front, &connector, &reload_ctx).await;
         }
         let _ = crate::sys::notify::notify("STOPPING=1");
         front.stop_all();
@@ -492,20 +531,38 @@ impl Drop for FirewallGuard {
     }
 }
 
-/// Which worker owns a captured frame: by client address on a server, by local port (chosen
-/// per worker) on a client.
-fn shard_of(link: LinkType, frame: &[u8], is_server: bool, n: usize) -> usize {
-    match wire::parse_frame(link, frame) {
-        Ok(p) if is_server => {
-            let a = p.repr.src;
-            let h = match a.ip() {
-                IpAddr::V4(v4) => u32::from(v4) as u64,
-                IpAddr::V6(v6) => (u128::from(v6) as u64) ^ ((u128::from(v6) >> 64) as u64),
-            };
-            ((h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ a.port() as u64) % n as u64) as usize
+/// Which worker owns a captured frame: by client address and port on a server (hashed with
+/// a per-process random key, so nobody can aim every flow at one worker), by local port
+/// (chosen per worker) on a client.
+struct Shard {
+    link: LinkType,
+    is_server: bool,
+    workers: usize,
+    key: std::collections::hash_map::RandomState,
+}
+
+impl Shard {
+    fn new(link: LinkType, is_server: bool, workers: usize) -> Shard {
+        Shard {
+            link,
+            is_server,
+            workers: workers.max(1),
+            key: std::collections::hash_map::RandomState::new(),
         }
-        Ok(p) => p.repr.dst.port() as usize % n,
-        Err(_) => 0,
+    }
+
+    fn of(&self, frame: &[u8]) -> usize {
+        use std::hash::BuildHasher;
+        if self.workers == 1 {
+            return 0;
+        }
+        match wire::parse_frame(self.link, frame) {
+            Ok(p) if self.is_server => {
+                (self.key.hash_one(p.repr.src) % self.workers as u64) as usize
+            }
+            Ok(p) => p.repr.dst.port() as usize % self.workers,
+            Err(_) => 0,
+        }
     }
 }
 
@@ -548,13 +605,22 @@ async fn drain(stats: &Stats, deadline: Duration) {
     }
 }
 
-/// SIGHUP: re-reads the config; applies socks5/forward rules and the log level. Sessions and
-/// everything else keep running; changes elsewhere need a restart and are reported.
+/// What a reload needs besides the config.
+struct ReloadCtx {
+    workers: Vec<flume::Sender<Input>>,
+    /// Server: the addresses password keys are salted with.
+    server_addresses: Vec<SocketAddr>,
+}
+
+/// SIGHUP: re-reads the config; applies socks5/forward rules, the log level and (server)
+/// the keys and client list: sessions of removed clients end. Sessions and everything else
+/// keep running; changes elsewhere need a restart and are reported.
 async fn reload(
     cfg: &mut Config,
     opts: &RunOptions,
     front: &mut frontends::FrontEnds,
     connector: &client::TunnelConnector,
+    ctx: &ReloadCtx,
 ) {
     let Some(path) = &opts.config_path else {
         tracing::warn!("SIGHUP: no config path to reload from");
@@ -567,8 +633,10 @@ async fn reload(
             return;
         }
     };
-    if new.role != cfg.role || new.network != cfg.network || new.transport != cfg.transport {
-        tracing::warn!("SIGHUP: role/network/transport changes need a restart; applying socks5, forward and log only");
+    let mut transport = new.transport.clone();
+    transport.kcp.key.clone_from(&cfg.transport.kcp.key);
+    if new.role != cfg.role || new.network != cfg.network || transport != cfg.transport {
+        tracing::warn!("SIGHUP: role/network/transport changes need a restart; applying socks5, forward, keys and log only");
     }
     if let Some(set) = &opts.set_log_level {
         set(new.log_level);
@@ -576,6 +644,27 @@ async fn reload(
     if new.role == Role::Client {
         if let Err(e) = front.apply(&new, connector).await {
             tracing::error!("SIGHUP: {e:#}");
+        }
+        if new.auth != cfg.auth {
+            tracing::warn!("SIGHUP: a client's key changes need a restart");
+        }
+    } else if new.role == Role::Server && new.auth != cfg.auth {
+        let (c, addrs) = (new.clone(), ctx.server_addresses.clone());
+        let keys = tokio::task::spawn_blocking(move || keys::server_identities(&c, &addrs)).await;
+        match keys {
+            Ok(Ok(ids)) => {
+                for w in &ctx.workers {
+                    let _ = w
+                        .send_async(Input::Control(bridge::Control::SetIdentities(ids.clone())))
+                        .await;
+                }
+                let names: Vec<&str> = new.auth.clients.iter().map(|c| c.name.as_str()).collect();
+                tracing::info!(clients = ?names, shared_key = new.auth.shared.is_some(), "SIGHUP: keys reloaded");
+                cfg.auth = new.auth.clone();
+                cfg.transport.kcp.key.clone_from(&new.transport.kcp.key);
+            }
+            Ok(Err(e)) => tracing::error!("SIGHUP: keys not reloaded: {e:#}"),
+            Err(e) => tracing::error!("SIGHUP: keys not reloaded: {e}"),
         }
     }
     cfg.socks5 = new.socks5;

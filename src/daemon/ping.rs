@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::config::{Config, Role};
-use crate::crypto::Psk;
 use crate::endpoint::{ConnEvent, Connection, MAX_FRAME};
 use crate::faketcp::FlowAddrs;
 use crate::mux::MuxEvent;
@@ -52,8 +51,8 @@ pub fn ping(cfg: &Config, opts: &PingOptions) -> anyhow::Result<PingSummary> {
         bail!("rawtun ping needs a client config (role: client, server.addr)");
     }
     let server = cfg.server.context("server.addr is required")?;
-    let psk = Psk::from_key(&cfg.transport.kcp.key).context("deriving the key")?;
-    let (plan, (mut rx, mut txs)) = super::plan(cfg, Some(server.ip()), psk)?;
+    let identity = super::keys::client_identity(cfg)?;
+    let (plan, (mut rx, mut txs)) = super::plan(cfg, Some(server.ip()))?;
     let mut tx = txs.pop().context("no transmit handle")?;
     let router_mac = match (plan.router_mac, plan.conn.flow.link) {
         (Some(m), _) => m,
@@ -70,16 +69,8 @@ pub fn ping(cfg: &Config, opts: &PingOptions) -> anyhow::Result<PingSummary> {
         remote_mac: router_mac,
     };
     let start = Instant::now();
-    let mut conn = Connection::client(
-        plan.conn.clone(),
-        addrs,
-        rand::random(),
-        rand::random(),
-        rand::random(),
-        rand::random(),
-        start,
-    )
-    .map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
+    let mut conn = Connection::client(plan.conn.clone(), identity, addrs, rand::random(), start)
+        .map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
     println!(
         "PING {server} via {} from {}:{port}",
         plan.interface, plan.local_ip
@@ -153,20 +144,26 @@ pub fn ping(cfg: &Config, opts: &PingOptions) -> anyhow::Result<PingSummary> {
             sum.packets_in = st.packets_in;
             if st.auth_failures > 0 {
                 bail!(
-                    "the server answers but {} packet(s) failed authentication: wrong key \
-                     (transport.kcp.key) or cipher (transport.kcp.block)",
+                    "{} packet(s) from {server} failed authentication: something on the path \
+                     answers in the server's name, or the server's key changed",
                     st.auth_failures
                 );
             }
             if st.packets_in > 0 {
                 bail!(
-                    "the server answered but no session was made within {:?}",
+                    "the server accepted the opening (the key it was made with matches) but \
+                     refused the handshake within {:?}: this client's key is not in its \
+                     clients list (or was removed), or transport.kcp.block differs; the \
+                     server's log says which",
                     opts.timeout
                 );
             }
             bail!(
-                "no answer from {server} within {:?}: check server.addr, that the server runs, \
-                 routes and firewalls on the path",
+                "no answer from {server} within {:?}. A rawtun server answers nothing to an \
+                 opening that does not prove its key, so check: the key (transport.kcp.key, \
+                 or identity.private_key and server.public_key), that both clocks agree \
+                 within 2 minutes, server.addr, that the server runs, routes and firewalls \
+                 on the path",
                 opts.timeout
             );
         }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::DropStats;
 use crate::proxy::udp::{UdpCounters, UdpSnapshot};
 
 /// One worker's figures at one moment.
@@ -24,7 +25,6 @@ pub struct Snapshot {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub rst_ignored: u64,
-    pub unknown_flow: u64,
     pub streams_active: u64,
     pub send_errors: u64,
     pub rtt_ms: u64,
@@ -38,6 +38,23 @@ pub struct Snapshot {
     pub datagrams_unroutable: u64,
     /// Datagrams dropped because their association's task was behind.
     pub datagrams_app_full: u64,
+    /// Probes sent (client) / resets sent (server).
+    #[serde(default)]
+    pub probes_out: u64,
+    #[serde(default)]
+    pub resets_sent: u64,
+    /// Key phases moved through by live sessions (rekeys).
+    #[serde(default)]
+    pub key_updates: u64,
+    /// Frames that failed to parse.
+    #[serde(default)]
+    pub parse_errors: u64,
+    /// Server: packets dropped without an answer, by reason.
+    #[serde(default)]
+    pub drops: DropStats,
+    /// Frames the capture thread dropped because this worker's queue was full.
+    #[serde(default)]
+    pub queue_full: u64,
 }
 
 impl Snapshot {
@@ -51,7 +68,6 @@ impl Snapshot {
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         self.rst_ignored += o.rst_ignored;
-        self.unknown_flow += o.unknown_flow;
         self.streams_active += o.streams_active;
         self.send_errors += o.send_errors;
         self.rtt_ms = self.rtt_ms.max(o.rtt_ms);
@@ -61,6 +77,12 @@ impl Snapshot {
         self.datagrams_dropped += o.datagrams_dropped;
         self.datagrams_unroutable += o.datagrams_unroutable;
         self.datagrams_app_full += o.datagrams_app_full;
+        self.probes_out += o.probes_out;
+        self.resets_sent += o.resets_sent;
+        self.key_updates += o.key_updates;
+        self.parse_errors += o.parse_errors;
+        self.drops += o.drops;
+        self.queue_full += o.queue_full;
     }
 }
 
@@ -81,6 +103,12 @@ pub struct SessionInfo {
     pub bytes_out: u64,
     pub streams: usize,
     pub auth_failures: u64,
+    /// Server: the configured name of the session's client (`shared` for the shared key).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Key phases moved through (rekeys), both directions.
+    #[serde(default)]
+    pub key_updates: u64,
 }
 
 /// Everything `rawtun status` receives.
@@ -104,11 +132,18 @@ struct WorkerView {
     sessions: Vec<SessionInfo>,
 }
 
+/// Counted by the capture thread, read when workers' snapshots are added up.
+#[derive(Default)]
+struct CaptureView {
+    queue_full: AtomicU64,
+}
+
 /// Shared by the workers, the tokio tasks and the readers.
 pub struct Stats {
     role: &'static str,
     started: std::time::Instant,
     workers: Mutex<Vec<WorkerView>>,
+    capture: Vec<CaptureView>,
     /// Counted by tokio tasks.
     pub streams_opened: AtomicU64,
     pub dial_failures: AtomicU64,
@@ -123,6 +158,7 @@ impl Stats {
             role,
             started: std::time::Instant::now(),
             workers: Mutex::new((0..workers).map(|_| WorkerView::default()).collect()),
+            capture: (0..workers).map(|_| CaptureView::default()).collect(),
             streams_opened: AtomicU64::new(0),
             dial_failures: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
@@ -137,12 +173,24 @@ impl Stats {
         }
     }
 
+    /// The capture thread dropped a frame for `worker`: its queue was full.
+    pub fn count_queue_full(&self, worker: usize) {
+        if let Some(c) = self.capture.get(worker) {
+            c.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn total(&self) -> Snapshot {
         let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let mut t = Snapshot::default();
         for v in w.iter() {
             t.add(&v.snap);
         }
+        t.queue_full = self
+            .capture
+            .iter()
+            .map(|c| c.queue_full.load(Ordering::Relaxed))
+            .sum();
         t
     }
 
@@ -176,6 +224,10 @@ impl Stats {
                 for (k, v) in udp {
                     m.insert(format!("udp_{k}"), v);
                 }
+            }
+            m.remove("drops");
+            for (reason, n) in r.totals.drops.reasons() {
+                m.insert(format!("dropped_{reason}"), n.into());
             }
         }
         v.to_string()
@@ -280,6 +332,18 @@ impl Stats {
             "Targets the server failed to reach.",
             r.dial_failures,
         );
+        metric(
+            "probes_total",
+            "counter",
+            "Probes sent because nothing came back for a while.",
+            t.probes_out,
+        );
+        metric(
+            "resets_total",
+            "counter",
+            "Resets sent in answer to probes for lost sessions.",
+            t.resets_sent,
+        );
         let u = &r.udp;
         metric(
             "datagrams_out_total",
@@ -321,12 +385,42 @@ impl Stats {
                 r.role
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP rawtun_dropped_total Packets dropped without an answer, by reason.\n# TYPE rawtun_dropped_total counter"
+        );
+        for (reason, value) in t.drops.reasons().into_iter().chain([
+            ("queue_full", t.queue_full),
+            ("parse_error", t.parse_errors),
+        ]) {
+            let _ = writeln!(
+                s,
+                "rawtun_dropped_total{{role=\"{}\",reason=\"{reason}\"}} {value}",
+                r.role
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP rawtun_client_sessions Established sessions per client.\n# TYPE rawtun_client_sessions gauge"
+        );
+        let mut per_client: std::collections::BTreeMap<&str, u64> = Default::default();
+        for x in &r.sessions {
+            if let Some(c) = &x.client {
+                *per_client.entry(c.as_str()).or_default() += u64::from(x.phase == "established");
+            }
+        }
+        for (client, n) in per_client {
+            let _ = writeln!(s, "rawtun_client_sessions{{client=\"{client}\"}} {n}");
+        }
         let _ = writeln!(s, "# HELP rawtun_session_rtt_ms Smoothed RTT per session.\n# TYPE rawtun_session_rtt_ms gauge");
         for x in &r.sessions {
             let _ = writeln!(
                 s,
-                "rawtun_session_rtt_ms{{peer=\"{}\",local=\"{}\"}} {}",
-                x.peer, x.local, x.rtt_ms
+                "rawtun_session_rtt_ms{{peer=\"{}\",local=\"{}\",client=\"{}\"}} {}",
+                x.peer,
+                x.local,
+                x.client.as_deref().unwrap_or(""),
+                x.rtt_ms
             );
         }
         let _ = writeln!(s, "# HELP rawtun_session_retransmits_total Retransmissions per session.\n# TYPE rawtun_session_retransmits_total counter");

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::bridge::{self, Command, Input, Slot, StreamKey, StreamMsg, StreamPort};
+use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamMsg, StreamPort};
 use super::server::ServerCtx;
 use super::stats::{SessionInfo, Snapshot, Stats};
-use crate::endpoint::{ConnConfig, ConnEvent, Connection, Listener, ListenerEvent, MAX_FRAME};
+use crate::endpoint::{
+    ConnConfig, ConnEvent, ConnStats, Connection, Listener, ListenerEvent, WallClock, MAX_FRAME,
+};
 use crate::faketcp::FlowAddrs;
 use crate::io::PacketTx;
 use crate::mux::MuxEvent;
@@ -41,6 +43,8 @@ struct ClientSlot {
 
 pub struct ClientSide {
     pub server: SocketAddr,
+    /// Our credentials.
+    pub identity: Arc<crate::crypto::ClientIdentity>,
     pub local_ip: std::net::IpAddr,
     /// Local ports are chosen so `port % workers == index`, so captured frames reach the
     /// worker that owns their flow.
@@ -59,7 +63,7 @@ struct ClientState {
     pending: VecDeque<PendingOpen>,
     rr: usize,
     /// Counters of sessions that have ended, so totals never go backwards.
-    closed: crate::endpoint::ConnStats,
+    closed: ConnStats,
 }
 
 type PendingOpen = (
@@ -68,6 +72,8 @@ type PendingOpen = (
     oneshot::Sender<Result<StreamPort, ConnectResult>>,
 );
 
+// One per worker: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Role {
     Client(ClientState),
     Server(Listener, Arc<ServerCtx>),
@@ -192,10 +198,26 @@ impl Worker {
             self.dispatch_events();
             if now >= self.last_publish + PUBLISH_EVERY {
                 self.last_publish = now;
+                self.refresh_wall_clock();
                 self.publish();
             }
         }
+        // Tell clients we stop, so they reconnect as soon as we are back.
+        if let Role::Server(l, _) = &mut self.role {
+            let now = Instant::now();
+            l.close_all(now);
+            self.transmit(now);
+        }
         self.publish();
+    }
+
+    /// Follows the system clock (which NTP may step) for the Unix time proofs carry.
+    fn refresh_wall_clock(&mut self) {
+        let wall = WallClock::system();
+        self.cfg.wall = wall;
+        if let Role::Server(l, _) = &mut self.role {
+            l.set_wall_clock(wall);
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -222,6 +244,11 @@ impl Worker {
         match input {
             Input::Frame(frame) => self.handle_frame(&frame),
             Input::Cmd(c) => self.handle_command(c),
+            Input::Control(Control::SetIdentities(ids)) => {
+                if let Role::Server(l, _) = &mut self.role {
+                    l.set_identities(ids, Instant::now());
+                }
+            }
         }
     }
 
@@ -237,8 +264,7 @@ impl Worker {
         };
         match &mut self.role {
             Role::Server(listener, _) => {
-                let mut seed = rand::random::<u32>;
-                listener.handle_frame(&parsed, now, &mut seed);
+                listener.handle_frame(&parsed, now);
             }
             Role::Client(c) => {
                 let dst = parsed.repr.dst;
@@ -409,15 +435,7 @@ impl Worker {
                             }
                             if conn.is_closed() {
                                 let local = conn.addrs().local;
-                                let st = conn.stats();
-                                cs.closed.handshakes_ok += st.handshakes_ok;
-                                cs.closed.auth_failures += st.auth_failures;
-                                cs.closed.packets_out += st.packets_out;
-                                cs.closed.bytes_in += st.bytes_in;
-                                cs.closed.bytes_out += st.bytes_out;
-                                cs.closed.datagrams_out += st.datagrams_out;
-                                cs.closed.datagrams_in += st.datagrams_in;
-                                cs.closed.datagrams_dropped += st.datagrams_dropped;
+                                cs.closed += conn.stats();
                                 while let Some(event) = conn.poll_event() {
                                     self.events.push(ListenerEvent { peer: local, event });
                                 }
@@ -449,21 +467,30 @@ impl Worker {
         let buf = &mut self.buf;
         let tx = &mut self.tx;
         let send_errors = &mut self.send_errors;
-        let mut send = |conn: &mut Connection| {
-            while let Some(r) = conn.poll_transmit(now, buf) {
-                if let Err(e) = tx.send(&buf[r]) {
-                    *send_errors += 1;
-                    tracing::debug!(error = %e, "send failed");
-                }
+        let mut send = |frame: &[u8]| {
+            if let Err(e) = tx.send(frame) {
+                *send_errors += 1;
+                tracing::debug!(error = %e, "send failed");
             }
         };
         match &mut self.role {
-            Role::Server(l, _) => l.connections_mut().for_each(|(_, c)| send(c)),
-            Role::Client(cs) => cs
-                .slots
-                .iter_mut()
-                .filter_map(|s| s.conn.as_mut())
-                .for_each(send),
+            Role::Server(l, _) => {
+                while let Some(r) = l.poll_transmit(buf) {
+                    send(&buf[r]);
+                }
+                for (_, conn) in l.connections_mut() {
+                    while let Some(r) = conn.poll_transmit(now, buf) {
+                        send(&buf[r]);
+                    }
+                }
+            }
+            Role::Client(cs) => {
+                for conn in cs.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
+                    while let Some(r) = conn.poll_transmit(now, buf) {
+                        send(&buf[r]);
+                    }
+                }
+            }
         }
     }
 
@@ -650,6 +677,7 @@ impl Worker {
     fn publish(&mut self) {
         let mut s = Snapshot {
             frames_in: self.frames_in,
+            parse_errors: self.parse_errors,
             send_errors: self.send_errors,
             streams_active: self.streams.len() as u64,
             datagrams_unroutable: self.datagrams_unroutable,
@@ -664,17 +692,7 @@ impl Worker {
                 s.sessions_active += 1;
                 s.rtt_ms = s.rtt_ms.max(u64::from(k.srtt_ms));
             }
-            s.handshakes_ok += c.handshakes_ok;
-            s.auth_failures += c.auth_failures;
-            s.replays += c.replays;
-            s.frames_out += c.packets_out;
-            s.bytes_in += c.bytes_in;
-            s.bytes_out += c.bytes_out;
-            s.rst_ignored += c.rst_ignored;
             s.retransmits += k.retransmits + k.fast_retransmits;
-            s.datagrams_out += c.datagrams_out;
-            s.datagrams_in += c.datagrams_in;
-            s.datagrams_dropped += c.datagrams_dropped;
             sessions.push(SessionInfo {
                 local: conn.addrs().local,
                 peer: conn.addrs().remote,
@@ -690,31 +708,39 @@ impl Worker {
                 bytes_out: c.bytes_out,
                 streams: conn.stream_count(),
                 auth_failures: c.auth_failures,
+                client: conn.client_info().map(|i| i.name.to_string()),
+                key_updates: c.key_updates,
             });
         };
-        match &self.role {
+        let totals = match &self.role {
             Role::Server(l, _) => {
                 l.connections().for_each(|(_, c)| add(c));
                 let ls = l.stats();
-                s.auth_failures += ls.auth_failures_closed;
-                s.handshakes_ok += ls.handshakes_closed;
-                s.unknown_flow += ls.unknown_flow;
+                s.drops = ls.drops;
+                s.resets_sent = ls.resets_sent;
+                l.totals()
             }
             Role::Client(cs) => {
-                cs.slots
-                    .iter()
-                    .filter_map(|s| s.conn.as_ref())
-                    .for_each(add);
-                s.handshakes_ok += cs.closed.handshakes_ok;
-                s.auth_failures += cs.closed.auth_failures;
-                s.frames_out += cs.closed.packets_out;
-                s.bytes_in += cs.closed.bytes_in;
-                s.bytes_out += cs.closed.bytes_out;
-                s.datagrams_out += cs.closed.datagrams_out;
-                s.datagrams_in += cs.closed.datagrams_in;
-                s.datagrams_dropped += cs.closed.datagrams_dropped;
+                let mut t = cs.closed;
+                for conn in cs.slots.iter().filter_map(|s| s.conn.as_ref()) {
+                    add(conn);
+                    t += conn.stats();
+                }
+                t
             }
-        }
+        };
+        s.handshakes_ok = totals.handshakes_ok;
+        s.auth_failures = totals.auth_failures;
+        s.replays = totals.replays;
+        s.frames_out = totals.packets_out;
+        s.bytes_in = totals.bytes_in;
+        s.bytes_out = totals.bytes_out;
+        s.rst_ignored = totals.rst_ignored;
+        s.datagrams_out = totals.datagrams_out;
+        s.datagrams_in = totals.datagrams_in;
+        s.datagrams_dropped = totals.datagrams_dropped;
+        s.probes_out = totals.probes_out;
+        s.key_updates = totals.key_updates;
         self.stats.publish(self.index, s, sessions);
     }
 }
@@ -751,10 +777,8 @@ fn new_client_conn(
     tracing::info!(local = %addrs.local, server = %side.server, "opening session");
     match Connection::client(
         cfg.clone(),
+        side.identity.clone(),
         addrs,
-        rand::random(),
-        rand::random(),
-        rand::random(),
         rand::random(),
         now,
     ) {

@@ -1,30 +1,46 @@
-//! The server's side: every client flow that reaches the tunnel port, by client address.
+//! The server's side: every client flow that reaches the tunnel port, by client address,
+//! and the silent treatment of everything else.
+//!
+//! A flow is created only for an opening that proved a key ([`Gate`]): a fresh SYN proof
+//! (fake-TCP handshake on) or a fresh msg1 (handshake off). Anything else for an unknown
+//! flow is tried as a probe; a valid, fresh probe gets a reset (the only thing this server
+//! ever sends without a flow), anything else is dropped and counted. The table is bounded:
+//! when it is full, the oldest connection without a confirmed session makes room; when every
+//! connection is confirmed, the new flow is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{ConnConfig, ConnEvent, Connection};
-use crate::faketcp::FlowAddrs;
-use crate::wire::{ParsedFrame, TcpFlags};
+use rand::{RngCore, SeedableRng};
 
-/// A connection that has not finished its handshake after this long is dropped, so a flood
-/// of SYNs or bad handshakes cannot pin memory.
+use super::connection::{ConnConfig, ConnEvent, Connection, WallClock};
+use super::gate::{Gate, GateConfig, GateShared};
+use super::session::CloseNotice;
+use super::{CloseReason, ConnStats, DropStats};
+use crate::crypto::proof::{self, Probe, SHORT_MAX};
+use crate::crypto::{Binding, ServerIdentity};
+use crate::faketcp::{self, FlowAddrs};
+use crate::wire::{self, ParsedFrame, TcpFlags};
+
+/// A connection that has not confirmed a session after this long is dropped, so openings
+/// (even valid ones) cannot pin memory.
 const HALF_OPEN_LIFETIME: Duration = Duration::from_secs(30);
+/// Stateless replies (resets) waiting for [`Listener::poll_transmit`] at most.
+const OUTBOX: usize = 64;
 
 /// Counters of the listener itself (per-connection counters live in the connections).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ListenerStats {
-    /// Frames for an unknown flow that could not open one (no SYN, or table full).
-    pub unknown_flow: u64,
-    /// Frames addressed elsewhere (wrong IP or port).
-    pub misdirected: u64,
     pub flows_created: u64,
     pub flows_expired: u64,
-    /// Auth failures of connections that have since been dropped.
-    pub auth_failures_closed: u64,
-    /// Handshakes of connections that have since been dropped.
-    pub handshakes_closed: u64,
+    /// Probes answered with a reset.
+    pub resets_sent: u64,
+    /// Packets dropped without an answer, by reason.
+    pub drops: DropStats,
+    /// Counters of connections that have since been dropped.
+    pub closed: ConnStats,
 }
 
 /// An event of one of the listener's connections.
@@ -34,19 +50,7 @@ pub struct ListenerEvent {
     pub event: ConnEvent,
 }
 
-/// Random numbers the listener needs for each new flow (ISN, timestamp offset, IP ID),
-/// supplied by the caller so the listener stays deterministic under test.
-pub trait FlowSeed {
-    fn next_u32(&mut self) -> u32;
-}
-
-impl<F: FnMut() -> u32> FlowSeed for F {
-    fn next_u32(&mut self) -> u32 {
-        self()
-    }
-}
-
-/// Server endpoint: a table of [`Connection`]s keyed by client address.
+/// Server endpoint: a table of [`Connection`]s keyed by client address, behind a [`Gate`].
 pub struct Listener {
     cfg: ConnConfig,
     local: SocketAddr,
@@ -55,17 +59,30 @@ pub struct Listener {
     router_mac: Option<[u8; 6]>,
     max_flows: usize,
     conns: HashMap<SocketAddr, (Connection, Instant)>,
+    gate: Gate,
+    /// Stateless replies and when they were queued.
+    outbox: VecDeque<(Vec<u8>, Instant)>,
+    /// Events of connections dropped to make room.
+    orphans: Vec<ListenerEvent>,
     stats: ListenerStats,
 }
 
 impl Listener {
+    /// A listener for `local` with the server keys `identities`. `shared` is the gate state
+    /// all workers of the server share; `seed` seeds the listener's random choices.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: ConnConfig,
+        identities: Arc<[ServerIdentity]>,
+        gate: GateConfig,
+        shared: GateShared,
         local: SocketAddr,
         local_mac: [u8; 6],
         router_mac: Option<[u8; 6]>,
         max_flows: usize,
+        seed: [u8; 32],
     ) -> Listener {
+        let rng = rand::rngs::StdRng::from_seed(seed);
         Listener {
             cfg,
             local,
@@ -73,12 +90,47 @@ impl Listener {
             router_mac,
             max_flows,
             conns: HashMap::new(),
+            gate: Gate::new(identities, gate, shared, rng),
+            outbox: VecDeque::new(),
+            orphans: Vec::new(),
             stats: ListenerStats::default(),
         }
     }
 
     pub fn stats(&self) -> ListenerStats {
-        self.stats
+        let mut s = self.stats;
+        s.drops = self.gate.drops;
+        s
+    }
+
+    /// The Unix-time mapping for proofs (the daemon refreshes it).
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.cfg.wall = wall;
+    }
+
+    /// New server keys and client lists (SIGHUP): sessions of clients that are no longer
+    /// allowed end at once, and the client is told so.
+    pub fn set_identities(&mut self, identities: Arc<[ServerIdentity]>, now: Instant) {
+        for (peer, (conn, _)) in self.conns.iter_mut() {
+            let Some(info) = conn.client_info() else {
+                continue;
+            };
+            let allowed = identities
+                .iter()
+                .any(|i| i.public == info.server && i.client_by_id(&info.id).is_some());
+            if !allowed {
+                tracing::info!(%peer, client = %info.name, "client removed from the configuration: ending its session");
+                conn.close_with_notice(CloseNotice::Revoked, now);
+            }
+        }
+        self.gate.identities = identities;
+    }
+
+    /// Ends every session, telling each client (shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        for (conn, _) in self.conns.values_mut() {
+            conn.close_with_notice(CloseNotice::Shutdown, now);
+        }
     }
 
     pub fn connections(&self) -> impl Iterator<Item = (&SocketAddr, &Connection)> {
@@ -94,59 +146,181 @@ impl Listener {
     }
 
     /// Feeds one captured frame. Returns the client address it belonged to, if any.
-    pub fn handle_frame(
-        &mut self,
-        frame: &ParsedFrame<'_>,
-        now: Instant,
-        seed: &mut impl FlowSeed,
-    ) -> Option<SocketAddr> {
+    pub fn handle_frame(&mut self, frame: &ParsedFrame<'_>, now: Instant) -> Option<SocketAddr> {
         let r = &frame.repr;
         if r.dst.port() != self.local.port()
             || (!self.local.ip().is_unspecified() && r.dst.ip() != self.local.ip())
         {
-            self.stats.misdirected += 1;
+            self.gate.drops.misdirected += 1;
             return None;
         }
         let peer = r.src;
-        if !self.conns.contains_key(&peer) {
-            let syn = r.flags.contains(TcpFlags::SYN) && !r.flags.contains(TcpFlags::ACK);
-            let opens = if self.cfg.flow.handshake {
-                syn
-            } else {
-                !frame.payload.is_empty()
-            };
-            // A client that outlived a server restart keeps sending data on its flow: accept
-            // that too so the client can re-handshake without waiting for its idle timeout.
-            let resumes = self.cfg.flow.handshake && !syn && !frame.payload.is_empty();
-            if !(opens || resumes) || self.conns.len() >= self.max_flows {
-                self.stats.unknown_flow += 1;
+        let now_ms = self.cfg.wall.unix_ms(now);
+        let syn = r.flags.contains(TcpFlags::SYN) && !r.flags.contains(TcpFlags::ACK);
+        if let Some((conn, _)) = self.conns.get_mut(&peer) {
+            // A SYN that is not a copy of the one that opened the flow must prove a key too.
+            let known_syn = conn.flow().peer_isn() == Some(r.seq);
+            if syn && !known_syn && !self.gate.check_syn(frame, now_ms) {
                 return None;
             }
-            let addrs = FlowAddrs {
-                local: SocketAddr::new(r.dst.ip(), self.local.port()),
-                remote: peer,
-                local_mac: self.local_mac,
-                remote_mac: self.router_mac.unwrap_or(r.src_mac),
-            };
-            let mut flow_cfg = self.cfg.clone();
-            if resumes {
-                flow_cfg.flow.handshake = false;
+            let p = conn.handle_frame(frame, now)?;
+            let (src, dst) = (r.src, r.dst);
+            match self
+                .gate
+                .accept_msg1(src, dst, p, self.cfg.cipher, now, now_ms)
+            {
+                Some(Ok(o)) => {
+                    if let Some((conn, _)) = self.conns.get_mut(&peer) {
+                        conn.install_session(o.accepted, o.conv, o.client, p, o.msg2, now);
+                    }
+                }
+                Some(Err(())) => {}
+                None => {
+                    // A probe on a live flow needs no answer: the session's own traffic
+                    // tells the client the server is there. Anything else failed to open.
+                    if self.gate.check_probe(src, dst, p, now_ms).is_none() {
+                        if let Some((conn, _)) = self.conns.get_mut(&peer) {
+                            conn.count_unclaimed();
+                        }
+                    }
+                }
             }
-            let conn = Connection::server(
-                flow_cfg,
-                addrs,
-                seed.next_u32(),
-                seed.next_u32(),
-                seed.next_u32() as u16,
-                now,
-            );
-            tracing::debug!(%peer, "new flow");
-            self.stats.flows_created += 1;
-            self.conns.insert(peer, (conn, now));
+            return Some(peer);
         }
-        let (conn, _) = self.conns.get_mut(&peer)?;
-        conn.handle_frame(frame, now);
-        Some(peer)
+        if syn {
+            if !self.cfg.flow.handshake {
+                self.gate.drops.no_flow += 1;
+            } else if self.gate.check_syn(frame, now_ms) {
+                let conn = self.new_flow(frame, now)?;
+                conn.handle_frame(frame, now);
+                return Some(peer);
+            }
+            return None;
+        }
+        if frame.payload.is_empty() {
+            self.gate.drops.no_flow += 1;
+            return None;
+        }
+        if !self.cfg.flow.handshake {
+            let (src, dst) = (r.src, r.dst);
+            match self
+                .gate
+                .accept_msg1(src, dst, frame.payload, self.cfg.cipher, now, now_ms)
+            {
+                Some(Ok(o)) => {
+                    let conn = self.new_flow(frame, now)?;
+                    conn.handle_frame(frame, now);
+                    conn.install_session(o.accepted, o.conv, o.client, frame.payload, o.msg2, now);
+                    return Some(peer);
+                }
+                Some(Err(())) => return None,
+                None => {}
+            }
+        }
+        self.unknown_flow(frame, now, now_ms);
+        None
+    }
+
+    /// A payload for a flow we have no state for: a probe gets a reset, the rest nothing.
+    fn unknown_flow(&mut self, frame: &ParsedFrame<'_>, now: Instant, now_ms: u64) {
+        let r = &frame.repr;
+        let Some((identity, probe)) = self.gate.check_probe(r.src, r.dst, frame.payload, now_ms)
+        else {
+            self.gate.drops.no_flow += 1;
+            return;
+        };
+        if !self.gate.reset_allowed(r.src.ip(), now) || self.outbox.len() >= OUTBOX {
+            return;
+        }
+        if let Some(reset) = self.reset_frame(frame, identity, &probe) {
+            tracing::info!(peer = %r.src, "probe for a session we do not have: reset sent");
+            self.stats.resets_sent += 1;
+            self.outbox.push_back((reset, now));
+        }
+    }
+
+    /// The frame of a reset answering `probe`, in the sequence space the client sees.
+    fn reset_frame(
+        &mut self,
+        to: &ParsedFrame<'_>,
+        identity: usize,
+        probe: &Probe,
+    ) -> Option<Vec<u8>> {
+        let r = &to.repr;
+        let id = self.gate.identities.get(identity)?;
+        let rng = &mut self.gate.rng;
+        let remote_mac = self.router_mac.unwrap_or(r.src_mac);
+        let (tsval, ip_id) = (rng.next_u32(), rng.next_u32() as u16);
+        let repr =
+            faketcp::reply_repr(&self.cfg.flow, to, self.local_mac, remote_mac, tsval, ip_id);
+        let hl = wire::header_len(&repr);
+        let mut buf = vec![0u8; hl + SHORT_MAX];
+        let flow = Binding::flow(r.src, r.dst);
+        let len = proof::write_reset(id, &flow, probe, rng, &mut buf[hl..])?;
+        let start = wire::emit_frame(&repr, &mut buf, hl, len).ok()?;
+        buf.truncate(hl + len);
+        buf.drain(..start);
+        Some(buf)
+    }
+
+    /// Creates the connection for a flow whose opening proved a key, making room if needed.
+    fn new_flow(&mut self, frame: &ParsedFrame<'_>, now: Instant) -> Option<&mut Connection> {
+        let r = &frame.repr;
+        if self.conns.len() >= self.max_flows && !self.evict_half_open() {
+            self.gate.drops.table_full += 1;
+            return None;
+        }
+        let addrs = FlowAddrs {
+            local: SocketAddr::new(r.dst.ip(), self.local.port()),
+            remote: r.src,
+            local_mac: self.local_mac,
+            remote_mac: self.router_mac.unwrap_or(r.src_mac),
+        };
+        let mut seed = [0u8; 32];
+        self.gate.rng.fill_bytes(&mut seed);
+        let conn = Connection::server(self.cfg.clone(), addrs, seed, now);
+        tracing::debug!(peer = %r.src, "new flow");
+        self.stats.flows_created += 1;
+        let (conn, _) = self.conns.entry(r.src).or_insert((conn, now));
+        Some(conn)
+    }
+
+    /// Drops the oldest connection without a confirmed session; false if there is none.
+    fn evict_half_open(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, (c, _))| !c.is_confirmed())
+            .min_by_key(|(_, (_, created))| *created)
+            .map(|(peer, _)| *peer);
+        let Some(peer) = oldest else { return false };
+        self.remove(peer, true);
+        true
+    }
+
+    /// Removes a connection, keeping its counters and (if it had a session) reporting it.
+    fn remove(&mut self, peer: SocketAddr, evicted: bool) {
+        let Some((mut conn, _)) = self.conns.remove(&peer) else {
+            return;
+        };
+        while let Some(event) = conn.poll_event() {
+            self.orphans.push(ListenerEvent { peer, event });
+        }
+        if evicted && conn.phase() == super::Phase::Established {
+            self.orphans.push(ListenerEvent {
+                peer,
+                event: ConnEvent::SessionLost(CloseReason::HandshakeTimeout),
+            });
+        }
+        self.stats.flows_expired += 1;
+        self.stats.closed += conn.stats();
+    }
+
+    /// A stateless reply to send (resets), written at the start of `buf`.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<std::ops::Range<usize>> {
+        let (f, _) = self.outbox.pop_front()?;
+        buf.get_mut(..f.len())?.copy_from_slice(&f);
+        Some(0..f.len())
     }
 
     /// Runs every connection's timers and drops closed and stale half-open connections.
@@ -161,25 +335,19 @@ impl Listener {
             let stale = !conn.is_confirmed()
                 && now.saturating_duration_since(*created) > HALF_OPEN_LIFETIME;
             if conn.is_closed() || stale {
-                while let Some(event) = conn.poll_event() {
-                    events.push(ListenerEvent { peer: *peer, event });
-                }
-                gone.push(*peer);
+                gone.push((*peer, stale && !conn.is_closed()));
             }
         }
-        for peer in gone {
-            if let Some((conn, _)) = self.conns.remove(&peer) {
-                self.stats.flows_expired += 1;
-                let cs = conn.stats();
-                self.stats.auth_failures_closed += cs.auth_failures;
-                self.stats.handshakes_closed += cs.handshakes_ok;
-            }
+        for (peer, stale) in gone {
+            self.remove(peer, stale);
         }
+        events.append(&mut self.orphans);
     }
 
     /// Earliest deadline of any connection.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
+        let conns = self
+            .conns
             .values()
             .filter_map(|(c, created)| {
                 let own = c.poll_timeout();
@@ -190,15 +358,30 @@ impl Listener {
                     own
                 }
             })
-            .min()
+            .min();
+        // Queued resets are due since they were queued.
+        match (conns, self.outbox.front()) {
+            (Some(a), Some((_, b))) => Some(a.min(*b)),
+            (a, b) => a.or(b.map(|(_, t)| *t)),
+        }
     }
 
     /// Collects pending events of all connections.
     pub fn poll_events(&mut self, events: &mut Vec<ListenerEvent>) {
+        events.append(&mut self.orphans);
         for (peer, (conn, _)) in self.conns.iter_mut() {
             while let Some(event) = conn.poll_event() {
                 events.push(ListenerEvent { peer: *peer, event });
             }
         }
+    }
+
+    /// Live connections plus the counters of closed ones, added up.
+    pub fn totals(&self) -> ConnStats {
+        let mut t = self.stats.closed;
+        for (c, _) in self.conns.values() {
+            t += c.stats();
+        }
+        t
     }
 }

@@ -179,6 +179,11 @@ impl Flow {
         &self.addrs
     }
 
+    /// The ISN of the peer's SYN, once one was accepted.
+    pub fn peer_isn(&self) -> Option<u32> {
+        self.peer_isn
+    }
+
     /// Headroom the caller must leave in front of a payload for [`Flow::encapsulate`].
     pub fn headroom(&self) -> usize {
         wire::header_len(&self.repr(TcpFlags::ACK, 0, 0, self.data_options(0)))
@@ -379,11 +384,13 @@ impl Flow {
         if self.state != State::SynSent || now < deadline {
             return None;
         }
+        // Every copy of the SYN is identical: its ISN and TSval carry the opening proof
+        // (crate::crypto::proof), which a server checks against the first copy's time.
         let options = TcpOptions {
             mss: Some(self.mss()),
             window_scale: Some(WINDOW_SCALE),
             sack_permitted: true,
-            timestamp: Some((tsval, 0)),
+            timestamp: Some((self.ts_offset, 0)),
         };
         let repr = self.repr(TcpFlags::SYN, self.iss, 0, options);
         let range = self.write_control(&repr, buf)?;

@@ -34,7 +34,7 @@ mod tests;
 
 use std::net::SocketAddr;
 
-use crate::wire::{LinkType, TcpFlags};
+use crate::wire::{FrameRepr, LinkType, ParsedFrame, TcpFlags, TcpOptions};
 
 pub use flow::Flow;
 
@@ -121,4 +121,43 @@ pub struct FlowStats {
     pub segments_out: u64,
     /// SYNs sent again after the first (client only).
     pub syn_retransmits: u64,
+}
+
+/// The header of a data segment answering `to`, a segment of a flow this side keeps no state
+/// for (a server's reset after a restart). It continues the sequence space the peer sees:
+/// seq = the peer's ack, ack = the peer's seq + its payload length, TSecr = the peer's TSval,
+/// flags the first of `cfg.local_flags`. `local_mac` / `remote_mac` address the link header.
+pub fn reply_repr(
+    cfg: &FlowConfig,
+    to: &ParsedFrame<'_>,
+    local_mac: [u8; 6],
+    remote_mac: [u8; 6],
+    tsval: u32,
+    ip_id: u16,
+) -> FrameRepr {
+    let r = &to.repr;
+    let flags = cfg
+        .local_flags
+        .first()
+        .map(|f| f.without(TcpFlags::SYN | TcpFlags::RST))
+        .filter(|f| f.contains(TcpFlags::ACK))
+        .unwrap_or(TcpFlags::PSH_ACK);
+    FrameRepr {
+        link: cfg.link,
+        src_mac: local_mac,
+        dst_mac: remote_mac,
+        src: r.dst,
+        dst: r.src,
+        ttl: cfg.ttl,
+        ip_id,
+        // Payloads are far below 2^32 bytes.
+        seq: r.ack,
+        ack: r.seq.wrapping_add(to.payload.len() as u32),
+        flags,
+        window: cfg.window,
+        options: TcpOptions {
+            timestamp: Some((tsval, r.options.timestamp.map_or(0, |(val, _)| val))),
+            ..TcpOptions::default()
+        },
+    }
 }

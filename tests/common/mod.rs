@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod data;
+pub mod sim;
 pub mod wan;
 
 use std::fs::{self, File};

@@ -1,0 +1,103 @@
+//! An established session: the data-packet keys, the KCP session and the multiplexer, and
+//! what a sealed packet's plaintext carries.
+//!
+//! ```text
+//!  0        1
+//! +--------+------------------------------+
+//! |  kind  |  body                        |
+//! +--------+------------------------------+
+//! kind 0x01: body is one KCP packet
+//! kind 0x02: body is one datagram ([`crate::tunnel`] datagram header + UDP payload)
+//! kind 0x03: the sender ended the session; body: one reason byte (see [`CloseNotice`])
+//! ```
+
+use std::time::Instant;
+
+use crate::crypto::{self, Opener, Sealer, SessionCrypto};
+use crate::kcp::KcpSession;
+use crate::mux::Mux;
+
+use super::ConnConfig;
+
+/// Plaintext kind byte: the body is one KCP packet.
+pub(super) const KIND_KCP: u8 = 0x01;
+/// Plaintext kind byte: the body is one datagram (never retransmitted).
+pub(super) const KIND_DATAGRAM: u8 = 0x02;
+/// Plaintext kind byte: the session is over.
+pub(super) const KIND_CLOSE: u8 = 0x03;
+
+/// Why a peer ended a session, as carried by a close notice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseNotice {
+    /// The server stops (SIGTERM).
+    Shutdown = 1,
+    /// The client's key was removed from the server's configuration.
+    Revoked = 2,
+}
+
+impl CloseNotice {
+    pub(super) fn from_byte(b: u8) -> Option<CloseNotice> {
+        match b {
+            1 => Some(CloseNotice::Shutdown),
+            2 => Some(CloseNotice::Revoked),
+            _ => None,
+        }
+    }
+}
+
+pub(super) struct Session {
+    pub sealer: Sealer,
+    pub opener: Opener,
+    pub kcp: KcpSession,
+    pub mux: Mux,
+}
+
+impl Session {
+    pub fn new(
+        mut keys: SessionCrypto,
+        conv: u32,
+        cfg: &ConnConfig,
+        is_client: bool,
+        now: Instant,
+    ) -> Box<Session> {
+        keys.set_phase_len(cfg.rekey_packets);
+        Box::new(Session {
+            sealer: keys.sealer,
+            opener: keys.opener,
+            kcp: KcpSession::new(conv, &cfg.kcp, now),
+            mux: Mux::new(cfg.mux.clone(), is_client, now),
+        })
+    }
+
+    /// Key phases moved through, both directions.
+    pub fn key_updates(&self) -> u64 {
+        self.sealer.phase() + self.opener.phase()
+    }
+
+    /// Writes `kind` + `body` after the crypto header at `buf[at..]` and seals it in place.
+    /// `None`: it does not fit the buffer (skipped); `Some(Err)`: the counter is exhausted.
+    pub fn seal(
+        &mut self,
+        buf: &mut [u8],
+        at: usize,
+        kind: u8,
+        body: &[u8],
+    ) -> Option<Result<usize, crypto::SealError>> {
+        let start = at + crypto::HEADER_LEN;
+        let end = start + 1 + body.len();
+        if end + 32 > buf.len() {
+            tracing::warn!(
+                len = body.len(),
+                kind,
+                "packet larger than the frame buffer"
+            );
+            return None;
+        }
+        buf[start] = kind;
+        buf[start + 1..end].copy_from_slice(body);
+        Some(self.sealer.seal(buf, at, 1 + body.len()).map_err(|e| {
+            tracing::warn!(error = %e, "cannot seal: closing session");
+            e
+        }))
+    }
+}
