@@ -108,6 +108,8 @@ pub struct Sim {
     pub server_frames: u64,
     /// Drop everything on the link until then.
     pub blackout_until: Option<Instant>,
+    /// Client → server frames, recorded while `Some`.
+    pub recorded: Option<Vec<Vec<u8>>>,
 }
 
 impl Sim {
@@ -140,6 +142,7 @@ impl Sim {
             buf: vec![0; rawtun::endpoint::MAX_FRAME],
             server_frames: 0,
             blackout_until: None,
+            recorded: None,
         }
     }
 
@@ -163,6 +166,9 @@ impl Sim {
         }
         self.server.handle_timeout(now, server_ev);
         while let Some(r) = self.client.poll_transmit(now, &mut self.buf) {
+            if let Some(rec) = self.recorded.as_mut() {
+                rec.push(self.buf[r.clone()].to_vec());
+            }
             self.net.send(now, 0, &self.buf[r]);
         }
         self.server_transmit();
@@ -170,6 +176,16 @@ impl Sim {
             client_ev.push(e);
         }
         self.server.poll_events(server_ev);
+    }
+
+    /// Hands `frame` straight to the server and lets it transmit; returns how many frames
+    /// it sent (everything it sent, including a live session's own traffic).
+    pub fn inject(&mut self, frame: &[u8]) -> u64 {
+        let parsed = parse_frame(LinkType::Ethernet, frame).expect("injected frames parse");
+        self.server.handle_frame(&parsed, self.now);
+        let before = self.server_frames;
+        self.server_transmit();
+        self.server_frames - before
     }
 
     /// Sends everything the server has to send.
@@ -228,4 +244,62 @@ impl Sim {
             _ => floor,
         };
     }
+}
+
+/// An Ethernet frame of a TCP segment `src` → `dst` (toward the server's MAC).
+#[allow(clippy::too_many_arguments)]
+pub fn segment(
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: rawtun::wire::TcpFlags,
+    seq: u32,
+    ack: u32,
+    tsval: Option<u32>,
+    payload: &[u8],
+) -> Vec<u8> {
+    use rawtun::wire::{emit_frame, header_len, FrameRepr, TcpOptions};
+    let repr = FrameRepr {
+        link: LinkType::Ethernet,
+        src_mac: CLIENT_MAC,
+        dst_mac: SERVER_MAC,
+        src,
+        dst,
+        ttl: 64,
+        ip_id: 7,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        options: TcpOptions {
+            timestamp: tsval.map(|v| (v, 0)),
+            ..TcpOptions::default()
+        },
+    };
+    let at = header_len(&repr);
+    let mut buf = vec![0u8; at + payload.len()];
+    buf[at..].copy_from_slice(payload);
+    let start = emit_frame(&repr, &mut buf, at, payload.len()).expect("emit");
+    buf[start..].to_vec()
+}
+
+/// `frame` with its source address and port replaced (checksums recomputed).
+pub fn from_address(frame: &[u8], src: SocketAddr) -> Vec<u8> {
+    rewrite(frame, |repr, _| repr.src = src)
+}
+
+/// `frame` after `edit` changed its header or payload (checksums recomputed).
+pub fn rewrite(
+    frame: &[u8],
+    edit: impl FnOnce(&mut rawtun::wire::FrameRepr, &mut Vec<u8>),
+) -> Vec<u8> {
+    use rawtun::wire::{emit_frame, header_len};
+    let p = parse_frame(LinkType::Ethernet, frame).expect("parse");
+    let mut repr = p.repr;
+    let mut payload = p.payload.to_vec();
+    edit(&mut repr, &mut payload);
+    let at = header_len(&repr);
+    let mut buf = vec![0u8; at + payload.len()];
+    buf[at..].copy_from_slice(&payload);
+    let start = emit_frame(&repr, &mut buf, at, payload.len()).expect("emit");
+    buf[start..].to_vec()
 }
