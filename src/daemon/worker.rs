@@ -202,12 +202,18 @@ impl Worker {
                 self.publish();
             }
         }
-        // Tell clients we stop, so they reconnect as soon as we are back.
-        if let Role::Server(l, _) = &mut self.role {
-            let now = Instant::now();
-            l.close_all(now);
-            self.transmit(now);
+        // Tell the peers we stop: a server's clients reconnect as soon as it is back, a
+        // client's server frees the session at once.
+        let now = Instant::now();
+        match &mut self.role {
+            Role::Server(l, _) => l.close_all(now),
+            Role::Client(cs) => {
+                for conn in cs.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
+                    conn.close_with_notice(crate::endpoint::CloseNotice::Shutdown, now);
+                }
+            }
         }
+        self.transmit(now);
         self.publish();
     }
 

@@ -77,6 +77,11 @@ impl Capture {
     /// Starts tcpdump on `iface` inside `ns`, writing `file` (TCP only), and waits until it
     /// reports that it listens.
     pub fn start(ns: &Netns, iface: &str, file: &Path) -> Capture {
+        Capture::start_filtered(ns, iface, file, "tcp")
+    }
+
+    /// [`Capture::start`] with a tcpdump filter of the caller's.
+    pub fn start_filtered(ns: &Netns, iface: &str, file: &Path, filter: &str) -> Capture {
         let log = file.with_extension("tcpdump.log");
         let file_str = file.to_str().expect("temp paths are UTF-8");
         let child = ns.spawn(
@@ -95,7 +100,7 @@ impl Capture {
                 "65536",
                 "-Z",
                 "root",
-                "tcp",
+                filter,
             ],
             Some(&log),
         );

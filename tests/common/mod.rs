@@ -10,6 +10,7 @@
 //! Nothing here sleeps and hopes: waits poll a condition until a deadline ([`wait_for`]).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod attack;
 pub mod capture;
 pub mod data;
 pub mod sim;
@@ -729,6 +730,16 @@ impl Topology {
         child
             .terminate(Duration::from_secs(10))
             .unwrap_or_else(|| panic!("rawtun {side:?} ignored SIGTERM for 10 s"))
+    }
+
+    /// Process id of `side`'s daemon (the newest one started).
+    pub fn daemon_pid(&self, side: Side) -> u32 {
+        self.daemons
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == side)
+            .map(|(_, c)| c.pid())
+            .unwrap_or_else(|| panic!("no {side:?} daemon was started"))
     }
 
     /// The last stats object `side`'s daemon wrote (`Null` before the first one).
