@@ -266,7 +266,9 @@ impl Connection {
         Some(len)
     }
 
-    /// A sealed packet went out at `now`.
+    /// A sealed packet went out at `now`: it starts the silence clock. (After a pure
+    /// acknowledgement a live server says nothing, so the client probes once; a live server
+    /// answers a probe with a sealed "alive", which stops the clock until the next send.)
     pub(super) fn sent_sealed(&mut self, now: Instant) {
         if let Role::Client(c) = &mut self.role {
             c.live.sent(now);

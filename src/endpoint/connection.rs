@@ -15,7 +15,7 @@ use rand::SeedableRng;
 
 use super::client::ClientSide;
 use super::server::ServerSide;
-use super::session::{CloseNotice, Session, KIND_CLOSE, KIND_DATAGRAM, KIND_KCP};
+use super::session::{CloseNotice, Session, KIND_ALIVE, KIND_CLOSE, KIND_DATAGRAM, KIND_KCP};
 use super::ConnStats;
 use crate::crypto::{self, Cipher, ClientId, PublicKey};
 use crate::faketcp::{Flow, FlowAddrs, FlowConfig, Inbound};
@@ -163,6 +163,8 @@ pub struct Connection {
     /// A close notice to send, how many copies are left and since when it is due; then
     /// the session ends.
     notice: Option<(CloseNotice, u8, Instant)>,
+    /// Server: an "alive" answering a probe, due since then.
+    alive: Option<Instant>,
     pub(super) events: VecDeque<ConnEvent>,
     pub(super) stats: ConnStats,
     /// Scratch for opening packets in place and draining KCP into the mux.
@@ -193,6 +195,7 @@ impl Connection {
             session: None,
             closed: false,
             notice: None,
+            alive: None,
             events: VecDeque::new(),
             stats: ConnStats::default(),
             rx_scratch: vec![0; MAX_FRAME],
@@ -407,6 +410,14 @@ impl Connection {
         }
     }
 
+    /// Server: a valid probe arrived on this live session; answer it with a sealed "alive"
+    /// so the client stops probing.
+    pub fn answer_probe(&mut self, now: Instant) {
+        if self.session.is_some() && !self.closed {
+            self.alive.get_or_insert(now);
+        }
+    }
+
     /// The listener found no use for a payload this connection returned.
     pub fn count_unclaimed(&mut self) {
         self.stats.auth_failures += 1;
@@ -521,6 +532,11 @@ impl Connection {
             return self.send_payload(now, buf, at, sealed);
         }
         let session = self.session.as_mut()?;
+        if self.alive.take().is_some() {
+            if let Some(Ok(sealed)) = session.seal(buf, at, KIND_ALIVE, &[]) {
+                return self.send_payload(now, buf, at, sealed);
+            }
+        }
         // Datagrams first: they must not wait behind stream bytes.
         let (kind, body) = if let Some(d) = self.datagrams.pop_front() {
             self.stats.datagrams_out += 1;
@@ -598,6 +614,7 @@ impl Connection {
         if let Some((_, _, due)) = self.notice {
             at(Some(due));
         }
+        at(self.alive);
         if let Some(s) = &self.session {
             at(Some(s.kcp.poll_timeout().min(s.mux.poll_timeout())));
         }

@@ -176,10 +176,14 @@ impl Listener {
                 }
                 Some(Err(())) => {}
                 None => {
-                    // A probe on a live flow needs no answer: the session's own traffic
-                    // tells the client the server is there. Anything else failed to open.
-                    if self.gate.check_probe(src, dst, p, now_ms).is_none() {
-                        if let Some((conn, _)) = self.conns.get_mut(&peer) {
+                    // A fresh probe on a live flow: the client heard nothing for a while;
+                    // a sealed "alive" stops its probing. Anything else failed to open.
+                    let probe = self.gate.check_probe(src, dst, p, now_ms).is_some();
+                    let answer = probe && self.gate.reset_allowed(src.ip(), now);
+                    if let Some((conn, _)) = self.conns.get_mut(&peer) {
+                        if answer {
+                            conn.answer_probe(now);
+                        } else if !probe {
                             conn.count_unclaimed();
                         }
                     }

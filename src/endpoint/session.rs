@@ -9,6 +9,7 @@
 //! kind 0x01: body is one KCP packet
 //! kind 0x02: body is one datagram ([`crate::tunnel`] datagram header + UDP payload)
 //! kind 0x03: the sender ended the session; body: one reason byte (see [`CloseNotice`])
+//! kind 0x04: alive: a server's answer to a probe on a live session (empty body)
 //! ```
 
 use std::time::Instant;
@@ -25,6 +26,8 @@ pub(super) const KIND_KCP: u8 = 0x01;
 pub(super) const KIND_DATAGRAM: u8 = 0x02;
 /// Plaintext kind byte: the session is over.
 pub(super) const KIND_CLOSE: u8 = 0x03;
+/// Plaintext kind byte: the server is alive (answers a probe on a live session).
+pub(super) const KIND_ALIVE: u8 = 0x04;
 
 /// Why a peer ended a session, as carried by a close notice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

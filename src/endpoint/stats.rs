@@ -73,7 +73,7 @@ pub struct DropStats {
     pub handshake_failed: u64,
     /// A valid probe outside the clock window or already seen.
     pub probe_stale: u64,
-    /// A reset not sent because of the rate limit.
+    /// A reset (or a live session's answer to a probe) not sent because of the rate limit.
     pub reset_rate: u64,
     /// Anything else for a flow the server has no state for (junk, data of a lost session
     /// that is not a probe, bare ACKs).
