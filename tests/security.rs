@@ -529,3 +529,275 @@ fn a_flood_does_not_starve_sessions_or_lock_out_new_clients() {
     let all = wait_for(Duration::from_secs(5), || refused() >= packets * 99 / 100);
     assert!(all, "{} of {packets} refused", refused());
 }
+
+/// The quoted hex values of `field:` lines in `text`, in order.
+fn hex_values(text: &str, field: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().trim_start_matches("# ").strip_prefix(field))
+        .map(|v| {
+            v.trim()
+                .trim_start_matches(':')
+                .trim()
+                .split('"')
+                .nth(1)
+                .unwrap_or("")
+                .to_string()
+        })
+        .filter(|v| v.len() == 64)
+        .collect()
+}
+
+/// A client config for one of the per-client tests: `base` (the harness's client config)
+/// with its own key, the server's public key and its own local ports.
+fn client_yaml(base: &str, private: &str, server_public: &str, ports: (u16, u16, u16)) -> String {
+    let key_line = base
+        .lines()
+        .find(|l| l.trim_start().starts_with("key:"))
+        .expect("key line")
+        .to_string();
+    let server_line = base
+        .lines()
+        .find(|l| l.trim_start().starts_with("addr:") && l.contains(":9999"))
+        .expect("server addr line")
+        .to_string();
+    base.replace(&format!("{key_line}\n"), "")
+        .replace(
+            &server_line,
+            &format!("{server_line}\n  public_key: \"{server_public}\""),
+        )
+        .replace("127.0.0.1:1080", &format!("127.0.0.1:{}", ports.0))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", ports.1))
+        .replace("127.0.0.1:9100", &format!("127.0.0.1:{}", ports.2))
+        + &format!("identity:\n  private_key: \"{private}\"\n")
+}
+
+fn stats_of(path: &std::path::Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v.get(key).and_then(|n| n.as_u64()).unwrap_or(0)
+}
+
+/// Issue 9's per-client acceptance: two clients with their own keys work at once; a third
+/// whose key is removed is refused after SIGHUP and its live session ends within 5 s; a
+/// client's key cannot make a server that another client would talk to.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn clients_with_their_own_keys_and_one_removed_by_reload() {
+    require_root();
+    let _s = serial();
+    let mut t = Topology::pair();
+    let spec = TunnelSpec::default();
+    t.apply_firewall(spec.port);
+    let (server_cfg, client_cfg) = t.write_configs(&spec);
+    let target = listen(&t.server, TARGET);
+    let rawtun = env!("CARGO_BIN_EXE_rawtun");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(rawtun)
+            .args(args)
+            .output()
+            .expect("rawtun");
+        assert!(out.status.success(), "{args:?}: {}", common::describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The server's key pair, then its clients, with `rawtun keygen`.
+    let pair = run(&["keygen"]);
+    let server_private = hex_values(&pair, "private_key").remove(0);
+    let base_server = std::fs::read_to_string(&server_cfg).expect("server config");
+    let key_line = base_server
+        .lines()
+        .find(|l| l.trim_start().starts_with("key:"))
+        .expect("key line")
+        .to_string();
+    let server_head = base_server.replace(&format!("{key_line}\n"), "")
+        + &format!("identity:\n  private_key: \"{server_private}\"\n");
+    std::fs::write(
+        &server_cfg,
+        format!(
+            "{server_head}clients:\n  - name: bootstrap\n    public_key: \"{}\"\n",
+            "11".repeat(32)
+        ),
+    )
+    .expect("write");
+    let base_client = std::fs::read_to_string(&client_cfg).expect("client config");
+    let mut clients = Vec::new();
+    let mut entries = String::new();
+    for (name, ports) in [
+        ("alice", (1080, 9000, 9100)),
+        ("bob", (1081, 9200, 9300)),
+        ("carol", (1082, 9400, 9500)),
+    ] {
+        let out = run(&[
+            "keygen",
+            "--client",
+            name,
+            "-c",
+            server_cfg.to_str().unwrap(),
+        ]);
+        let publics = hex_values(&out, "public_key");
+        let private = hex_values(&out, "private_key").remove(0);
+        assert_eq!(publics.len(), 2, "{out}");
+        let entry = format!("  - name: {name}\n    public_key: \"{}\"\n", publics[0]);
+        entries += &entry;
+        let path = t.path(&format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            client_yaml(&base_client, &private, &publics[1], ports),
+        )
+        .expect("write");
+        clients.push((name, path, entry, ports));
+    }
+    std::fs::write(&server_cfg, format!("{server_head}clients:\n{entries}")).expect("write");
+    let check = t.server.exec_ok(&[rawtun, "check", "-c", server_cfg.to_str().unwrap()]);
+    assert!(check.contains("3 client(s): alice, bob, carol"), "{check}");
+    t.start_server();
+    let mut daemons = Vec::new();
+    for (name, path, _, _) in &clients {
+        let stats = t.path(&format!("{name}-stats.json"));
+        let child = t.client.spawn(
+            &[
+                rawtun,
+                "run",
+                "-c",
+                path.to_str().unwrap(),
+                "--stats-file",
+                stats.to_str().unwrap(),
+            ],
+            Some(&t.path(&format!("{name}.log"))),
+        );
+        daemons.push((child, stats));
+    }
+    let up = |i: usize| count(&stats_of(&daemons[i].1), "sessions_active") == 1;
+    assert!(
+        wait_for(Duration::from_secs(15), || (0..3).all(up)),
+        "{}",
+        t.logs()
+    );
+    let status = |t: &Topology| {
+        t.server
+            .exec_ok(&[rawtun, "status", "-c", server_cfg.to_str().unwrap()])
+    };
+    let s = status(&t);
+    for name in ["alice", "bob", "carol"] {
+        assert!(
+            s.lines()
+                .any(|l| l.starts_with(name) && l.contains("established")),
+            "{s}"
+        );
+    }
+    // alice and bob move data at once.
+    for (i, port) in [(0usize, 9000u16), (1, 9200)] {
+        let l = target.try_clone().expect("listener");
+        let echo = t.server.thread(move || {
+            let (mut c, _) = l.accept().expect("accept");
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).expect("read");
+            c.write_all(&b).expect("write");
+        });
+        let got = t.client.run(move || {
+            let mut c = TcpStream::connect(addr(&format!("127.0.0.1:{port}"))).expect("forward");
+            c.write_all(&[i as u8; 4]).expect("write");
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).expect("read");
+            b
+        });
+        assert_eq!(got, [i as u8; 4]);
+        echo.join().expect("echo");
+    }
+    // carol is removed: SIGHUP ends her session within 5 s, on both ends.
+    let without_carol = format!("{server_head}clients:\n{}{}", clients[0].2, clients[1].2);
+    std::fs::write(&server_cfg, without_carol).expect("write");
+    let removed = std::time::Instant::now();
+    t.signal(Side::Server, "HUP");
+    let gone = wait_for(Duration::from_secs(10), || {
+        !status(&t).lines().any(|l| l.starts_with("carol")) && !up(2)
+    });
+    let took = removed.elapsed();
+    assert!(
+        gone && took < Duration::from_secs(5),
+        "carol's session lasted {took:?}:\n{}",
+        status(&t)
+    );
+    // She keeps trying and stays refused; alice and bob keep their first sessions.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!up(2), "carol reconnected");
+    let server_stats = t.stats(Side::Server);
+    assert!(
+        count(&server_stats, "dropped_handshake_failed") >= 1,
+        "{server_stats}"
+    );
+    for i in 0..2 {
+        let s = stats_of(&daemons[i].1);
+        assert!(
+            up(i) && count(&s, "handshakes_ok") == 1,
+            "{}: {s}",
+            clients[i].0
+        );
+    }
+    // bob, holding a client key, runs a server of his own on port 9998 and lures alice to
+    // it: alice's opening proves the real server's key, not bob's, so bob's server drops it
+    // and alice never gets a session.
+    let bob_private = hex_values(
+        &std::fs::read_to_string(&clients[1].1).unwrap(),
+        "private_key",
+    )
+    .remove(0);
+    let alice_public = hex_values(&clients[0].2, "public_key").remove(0);
+    let rogue = base_server
+        .replace(&format!("{key_line}\n"), "")
+        .replace(":9999", ":9998")
+        + &format!("identity:\n  private_key: \"{bob_private}\"\nclients:\n  - name: alice\n    public_key: \"{alice_public}\"\n");
+    let rogue_cfg = t.path("rogue.yaml");
+    std::fs::write(&rogue_cfg, rogue).expect("write");
+    let rogue_stats = t.path("rogue-stats.json");
+    let _rogue = t.server.spawn(
+        &[
+            rawtun,
+            "run",
+            "-c",
+            rogue_cfg.to_str().unwrap(),
+            "--stats-file",
+            rogue_stats.to_str().unwrap(),
+        ],
+        Some(&t.path("rogue.log")),
+    );
+    let lured = std::fs::read_to_string(&clients[0].1)
+        .unwrap()
+        .replace(":9999", ":9998")
+        .replace("127.0.0.1:1080", "127.0.0.1:1090")
+        .replace("127.0.0.1:9000", "127.0.0.1:9600")
+        .replace("127.0.0.1:9100", "127.0.0.1:9700");
+    let lured_cfg = t.path("lured.yaml");
+    std::fs::write(&lured_cfg, lured).expect("write");
+    let lured_stats = t.path("lured-stats.json");
+    let _lured = t.client.spawn(
+        &[
+            rawtun,
+            "run",
+            "-c",
+            lured_cfg.to_str().unwrap(),
+            "--stats-file",
+            lured_stats.to_str().unwrap(),
+        ],
+        Some(&t.path("lured.log")),
+    );
+    let refused = wait_for(Duration::from_secs(15), || {
+        count(&stats_of(&rogue_stats), "dropped_syn_invalid") >= 2
+    });
+    assert!(
+        refused,
+        "the rogue server saw no opening: {}",
+        stats_of(&rogue_stats)
+    );
+    assert_eq!(count(&stats_of(&lured_stats), "handshakes_ok"), 0);
+    assert_eq!(count(&stats_of(&rogue_stats), "handshakes_ok"), 0);
+    assert_eq!(
+        count(&stats_of(&rogue_stats), "frames_out"),
+        0,
+        "the rogue answered"
+    );
+}

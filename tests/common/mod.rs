@@ -732,6 +732,13 @@ impl Topology {
             .unwrap_or_else(|| panic!("rawtun {side:?} ignored SIGTERM for 10 s"))
     }
 
+    /// Sends `signal` (a `kill -s` name) to `side`'s daemon.
+    pub fn signal(&self, side: Side, signal: &str) {
+        let _ = Command::new("kill")
+            .args(["-s", signal, &self.daemon_pid(side).to_string()])
+            .status();
+    }
+
     /// Process id of `side`'s daemon (the newest one started).
     pub fn daemon_pid(&self, side: Side) -> u32 {
         self.daemons
