@@ -652,7 +652,9 @@ fn clients_with_their_own_keys_and_one_removed_by_reload() {
         clients.push((name, path, entry, ports));
     }
     std::fs::write(&server_cfg, format!("{server_head}clients:\n{entries}")).expect("write");
-    let check = t.server.exec_ok(&[rawtun, "check", "-c", server_cfg.to_str().unwrap()]);
+    let check = t
+        .server
+        .exec_ok(&[rawtun, "check", "-c", server_cfg.to_str().unwrap()]);
     assert!(check.contains("3 client(s): alice, bob, carol"), "{check}");
     t.start_server();
     let mut daemons = Vec::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 
-use super::connection::{digest, ConnConfig, ConnEvent, Connection, Role};
+use super::connection::{digest, ConnConfig, ConnEvent, Connection, Payload, Role};
 use super::session::Session;
 use super::CloseReason;
 use crate::crypto::proof::{self, NONCE_LEN};
@@ -159,13 +159,13 @@ impl Connection {
     }
 
     /// A payload in `rx_scratch[..n]` from the server.
-    pub(super) fn client_payload(&mut self, n: usize, now: Instant) {
+    pub(super) fn client_payload(&mut self, n: usize, now: Instant) -> Payload {
         let Role::Client(c) = &mut self.role else {
-            return;
+            return Payload::Dropped;
         };
         if let Some(hello) = c.hello.as_mut() {
             let msg2 = &self.rx_scratch[..n];
-            match hello.initiator.finish(msg2) {
+            return match hello.initiator.finish(msg2) {
                 Ok((keys, payload)) => {
                     let d = digest(msg2);
                     let conv = hello.conv;
@@ -183,13 +183,14 @@ impl Connection {
                     self.stats.handshakes_ok += 1;
                     tracing::info!(peer = %self.flow.addrs().remote, "session established");
                     self.events.push_back(ConnEvent::Established);
+                    Payload::Authentic
                 }
                 Err(e) => {
                     self.stats.auth_failures += 1;
                     tracing::debug!(error = %e, "handshake response rejected");
+                    Payload::Dropped
                 }
-            }
-            return;
+            };
         }
         let mut copy = [0u8; SHORT_COPY];
         let short = n <= SHORT_COPY;
@@ -201,14 +202,17 @@ impl Connection {
                 if let Role::Client(c) = &mut self.role {
                     c.live.heard();
                 }
+                Payload::Authentic
             }
-            Err(OpenError::Replay) => {}
+            Err(OpenError::Replay) => Payload::Dropped,
             Err(_) => {
-                let Role::Client(c) = &self.role else { return };
+                let Role::Client(c) = &self.role else {
+                    return Payload::Dropped;
+                };
                 if short {
                     let packet = &copy[..n];
                     if c.accepted_msg2 == Some(digest(packet)) {
-                        return;
+                        return Payload::Dropped;
                     }
                     let probes: Vec<_> = c.live.probes.iter().copied().collect();
                     let is_reset = c.flow_binding.is_some_and(|b| {
@@ -220,10 +224,11 @@ impl Connection {
                             "server has no session for us (it restarted): reconnecting"
                         );
                         self.close(CloseReason::PeerRestarted);
-                        return;
+                        return Payload::Dropped;
                     }
                 }
                 self.stats.auth_failures += 1;
+                Payload::Dropped
             }
         }
     }

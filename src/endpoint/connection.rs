@@ -147,6 +147,16 @@ pub struct ClientInfo {
     pub server: PublicKey,
 }
 
+/// What a connection made of a payload.
+pub(super) enum Payload {
+    /// It authenticated (the flow takes its sequence number and timestamp).
+    Authentic,
+    /// Handled or dropped here (a duplicate, a forgery).
+    Dropped,
+    /// Not for this connection's session: the listener may try it as a handshake.
+    Unclaimed,
+}
+
 pub(super) enum Role {
     Client(Box<ClientSide>),
     Server(Box<ServerSide>),
@@ -393,14 +403,18 @@ impl Connection {
                 self.stats.packets_in += 1;
                 self.stats.bytes_in += n as u64;
                 self.rx_scratch[..n].copy_from_slice(p);
-                let claimed = match &self.role {
-                    Role::Client(_) => {
-                        self.client_payload(n, now);
-                        true
-                    }
+                let verdict = match &self.role {
+                    Role::Client(_) => self.client_payload(n, now),
                     Role::Server(_) => self.server_payload(n, now),
                 };
-                (!claimed).then_some(p)
+                match verdict {
+                    Payload::Authentic => {
+                        self.flow.confirm(frame);
+                        None
+                    }
+                    Payload::Dropped => None,
+                    Payload::Unclaimed => Some(p),
+                }
             }
             // A new SYN on a live flow is answered at the fake-TCP level only (the listener
             // let it through only if its proof is fresh). The session stays: a client that
@@ -416,6 +430,12 @@ impl Connection {
         if self.session.is_some() && !self.closed {
             self.alive.get_or_insert(now);
         }
+    }
+
+    /// The listener accepted `frame`'s payload as a handshake: the flow takes its sequence
+    /// number and timestamp.
+    pub(crate) fn confirm_segment(&mut self, frame: &ParsedFrame<'_>) {
+        self.flow.confirm(frame);
     }
 
     /// The listener found no use for a payload this connection returned.

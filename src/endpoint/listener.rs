@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 
-use super::connection::{ConnConfig, ConnEvent, Connection, WallClock};
+use super::connection::{ClientInfo, ConnConfig, ConnEvent, Connection, WallClock};
 use super::gate::{Gate, GateConfig, GateShared};
 use super::session::CloseNotice;
 use super::{CloseReason, ConnStats, DropStats};
@@ -111,14 +111,17 @@ impl Listener {
     /// New server keys and client lists (SIGHUP): sessions of clients that are no longer
     /// allowed end at once, and the client is told so.
     pub fn set_identities(&mut self, identities: Arc<[ServerIdentity]>, now: Instant) {
+        let allowed = |info: &ClientInfo| {
+            identities
+                .iter()
+                .any(|i| i.public == info.server && i.client_by_id(&info.id).is_some())
+        };
         for (peer, (conn, _)) in self.conns.iter_mut() {
+            conn.retain_pending(allowed);
             let Some(info) = conn.client_info() else {
                 continue;
             };
-            let allowed = identities
-                .iter()
-                .any(|i| i.public == info.server && i.client_by_id(&info.id).is_some());
-            if !allowed {
+            if !allowed(info) {
                 tracing::info!(%peer, client = %info.name, "client removed from the configuration: ending its session");
                 conn.close_with_notice(CloseNotice::Revoked, now);
             }
@@ -171,6 +174,7 @@ impl Listener {
             {
                 Some(Ok(o)) => {
                     if let Some((conn, _)) = self.conns.get_mut(&peer) {
+                        conn.confirm_segment(frame);
                         conn.install_session(o.accepted, o.conv, o.client, p, o.msg2, now);
                     }
                 }
@@ -214,6 +218,7 @@ impl Listener {
                 Some(Ok(o)) => {
                     let conn = self.new_flow(frame, now)?;
                     conn.handle_frame(frame, now);
+                    conn.confirm_segment(frame);
                     conn.install_session(o.accepted, o.conv, o.client, frame.payload, o.msg2, now);
                     return Some(peer);
                 }

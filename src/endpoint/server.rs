@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::connection::{digest, ClientInfo, ConnEvent, Connection, Role};
+use super::connection::{digest, ClientInfo, ConnEvent, Connection, Payload, Role};
 use super::session::Session;
 use super::CloseReason;
 use crate::crypto::{Accepted, OpenError};
@@ -38,14 +38,14 @@ impl ServerSide {
 }
 
 impl Connection {
-    /// A payload in `rx_scratch[..n]` from the client; false when it is not for the
-    /// session (the listener tries it as a msg1).
-    pub(super) fn server_payload(&mut self, n: usize, now: Instant) -> bool {
+    /// A payload in `rx_scratch[..n]` from the client; unclaimed when it is not for the
+    /// session (the listener tries it as a msg1 or probe).
+    pub(super) fn server_payload(&mut self, n: usize, now: Instant) -> Payload {
         let Role::Server(s) = &self.role else {
-            return false;
+            return Payload::Unclaimed;
         };
         if self.session.is_none() {
-            return false;
+            return Payload::Unclaimed;
         }
         // Before opening (which works in place): what a failed open needs.
         let spare = s.pending.as_ref().map(|_| self.rx_scratch[..n].to_vec());
@@ -56,18 +56,18 @@ impl Connection {
                 if let Role::Server(s) = &mut self.role {
                     s.confirmed = true;
                 }
-                true
+                Payload::Authentic
             }
-            Err(OpenError::Replay) => true,
+            Err(OpenError::Replay) => Payload::Dropped,
             Err(_) => self.server_unopened(spare, d, now),
         }
     }
 
     /// The current session could not open a packet: it may be for the pending session, or
     /// a retransmitted msg1.
-    fn server_unopened(&mut self, spare: Option<Vec<u8>>, d: Option<u64>, now: Instant) -> bool {
+    fn server_unopened(&mut self, spare: Option<Vec<u8>>, d: Option<u64>, now: Instant) -> Payload {
         let Role::Server(s) = &mut self.role else {
-            return false;
+            return Payload::Unclaimed;
         };
         if let (Some(mut copy), Some(p)) = (spare, s.pending.as_mut()) {
             if let Ok(pt) = p.session.opener.open(&mut copy) {
@@ -86,22 +86,24 @@ impl Connection {
                     .push_back(ConnEvent::SessionLost(CloseReason::PeerRestarted));
                 self.events.push_back(ConnEvent::Established);
                 self.handle_plaintext(0..len, now);
-                return true;
+                return Payload::Authentic;
             }
         }
-        let Some(d) = d else { return false };
+        let Some(d) = d else {
+            return Payload::Unclaimed;
+        };
         if !s.confirmed && s.reply.as_ref().is_some_and(|(m, _)| *m == d) {
             // Our msg2 was lost: the client sent msg1 again.
             s.outbox = s.reply.as_ref().map(|(_, m2)| (m2.clone(), now));
-            return true;
+            return Payload::Dropped;
         }
         if let Some(p) = &s.pending {
             if p.reply.0 == d {
                 s.outbox = Some((p.reply.1.clone(), now));
-                return true;
+                return Payload::Dropped;
             }
         }
-        false
+        Payload::Unclaimed
     }
 
     /// Installs a session the listener's gate accepted from `msg1`, with the `msg2` to send.
@@ -136,6 +138,15 @@ impl Connection {
         s.client = Some(client);
         s.reply = Some(reply);
         self.events.push_back(ConnEvent::Established);
+    }
+
+    /// Drops a pending (newer) session whose client `keep` refuses (it was removed).
+    pub(crate) fn retain_pending(&mut self, keep: impl Fn(&ClientInfo) -> bool) {
+        if let Role::Server(s) = &mut self.role {
+            if s.pending.as_ref().is_some_and(|p| !keep(&p.client)) {
+                s.pending = None;
+            }
+        }
     }
 
     /// A msg2 to (re)send, written at `buf[at..]`; returns its length.

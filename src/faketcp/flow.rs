@@ -244,6 +244,12 @@ impl Flow {
         Some(start..hl)
     }
 
+    /// The payload of `seg` (returned by [`Flow::handle_segment`]) authenticated: take its
+    /// sequence number and timestamp.
+    pub fn confirm(&mut self, seg: &ParsedFrame<'_>) {
+        self.note_peer(seg);
+    }
+
     /// Records sequence and timestamp information from an accepted peer segment.
     fn note_peer(&mut self, seg: &ParsedFrame<'_>) {
         // Payloads are far below 2^32 bytes.
@@ -292,10 +298,20 @@ impl Flow {
         match self.state {
             State::SynSent => return Inbound::Ignored,
             State::Listen if seg.payload.is_empty() => return Inbound::Ignored,
-            State::Listen | State::SynReceived => self.state = State::Established,
+            // The handshake completes with the segment that acknowledges our SYN-ACK (only
+            // a party that saw it knows our ISN).
+            State::SynReceived if r.ack != self.iss.wrapping_add(1) => return Inbound::Ignored,
+            State::Listen | State::SynReceived => {
+                self.state = State::Established;
+                if seg.payload.is_empty() {
+                    self.note_peer(seg);
+                }
+            }
             State::Established => {}
         }
-        self.note_peer(seg);
+        // A payload's sequence number and timestamp are taken only once the layers above
+        // have authenticated it ([`Flow::confirm`]): an injected segment must not move our
+        // acknowledgment or timestamp echo.
         if seg.payload.is_empty() {
             Inbound::Ignored
         } else {

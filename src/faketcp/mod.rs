@@ -80,7 +80,9 @@ pub struct FlowAddrs {
     pub remote_mac: [u8; 6],
 }
 
-/// What [`Flow::handle_segment`] made of a segment.
+/// What [`Flow::handle_segment`] made of a segment. A [`Inbound::Payload`]'s sequence number
+/// and timestamp are not taken until the caller confirms the payload authenticated
+/// ([`Flow::confirm`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inbound<'a> {
     /// Tunnel payload to pass up (possibly a duplicate: the layers above dedupe).

@@ -81,9 +81,15 @@ fn parse(frame: &[u8]) -> ParsedFrame<'_> {
     parse_frame(LinkType::Ethernet, frame).expect("every emitted frame parses with valid checksums")
 }
 
+/// Hands `frame` to `flow`; a payload is confirmed as the layers above would confirm an
+/// authentic one.
 fn deliver(flow: &mut Flow, frame: &[u8], now: Instant) -> Got {
-    match flow.handle_segment(&parse(frame), now) {
-        Inbound::Payload(p) => Got::Payload(p.to_vec()),
+    let seg = parse(frame);
+    match flow.handle_segment(&seg, now) {
+        Inbound::Payload(p) => {
+            flow.confirm(&seg);
+            Got::Payload(p.to_vec())
+        }
         Inbound::Control => Got::Control,
         Inbound::Restarted => Got::Restarted,
         Inbound::IgnoredRst => Got::IgnoredRst,
@@ -473,6 +479,7 @@ fn handshake_off_is_established_at_once() {
         server.handle_segment(&parsed, now),
         Inbound::Payload(b"data")
     );
+    server.confirm(&parsed);
     let at = server.headroom();
     let range = server.encapsulate(now, &mut buf, at, 0).unwrap();
     let parsed = parse_frame(LinkType::RawIp, &buf[range]).unwrap();
@@ -536,4 +543,43 @@ fn ipv6_flow_handshake() {
     );
     assert!(client.is_established());
     assert_eq!(client.headroom(), 14 + 40 + 20 + 12);
+}
+
+/// An injected segment (its payload never authenticates) moves neither our acknowledgment
+/// number nor our timestamp echo; and a flow waiting for the handshake's ACK takes only one
+/// that acknowledges our SYN-ACK.
+#[test]
+fn unconfirmed_payloads_do_not_move_ack_or_timestamp_echo() {
+    let now = Instant::now();
+    let cfg = FlowConfig {
+        link: LinkType::RawIp,
+        handshake: false,
+        ..FlowConfig::default()
+    };
+    let mut client = Flow::client(cfg.clone(), client_addrs(), 10, 0, 0, now);
+    let mut server = Flow::server(cfg, server_addrs(), 20, 0, 0, now);
+    let mut buf = vec![0u8; 256];
+    let at = client.headroom();
+    buf[at..at + 4].copy_from_slice(b"data");
+    let range = client.encapsulate(now, &mut buf, at, 4).unwrap();
+    let genuine = buf[range].to_vec();
+    let parsed = parse_frame(LinkType::RawIp, &genuine).unwrap();
+    assert_eq!(
+        server.handle_segment(&parsed, now),
+        Inbound::Payload(b"data")
+    );
+    server.confirm(&parsed);
+    // The injector's segment: far ahead in sequence space, with its own timestamp.
+    let mut forged = parsed;
+    forged.repr.seq = parsed.repr.seq.wrapping_add(1 << 30);
+    forged.repr.options.timestamp = Some((0xdead_beef, 0));
+    assert_eq!(
+        server.handle_segment(&forged, now),
+        Inbound::Payload(b"data")
+    );
+    let at = server.headroom();
+    let range = server.encapsulate(now, &mut buf, at, 0).unwrap();
+    let reply = parse_frame(LinkType::RawIp, &buf[range]).unwrap();
+    assert_eq!(reply.repr.ack, 14, "the forged segment moved our ack");
+    assert_ne!(reply.repr.options.timestamp.map(|t| t.1), Some(0xdead_beef));
 }
