@@ -109,7 +109,13 @@ fn stranger(c: &mut Criterion) {
     let mut group = c.benchmark_group("stranger");
     group.bench_function("syn", |b| {
         b.iter(|| {
-            let t = proof::syn_time(&s, &bindings[0], black_box(0x1234_5678), T);
+            let t = proof::syn_time(
+                &s,
+                &bindings[0],
+                black_box(0x9abc_def0),
+                black_box(0x1234_5678),
+                T,
+            );
             black_box(proof::check_syn(
                 &s,
                 &bindings[0],

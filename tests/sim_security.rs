@@ -391,8 +391,8 @@ fn a_removed_client_is_told_and_cut_off() {
         ConnEvent::SessionLost(CloseReason::Local(CloseNotice::Revoked))
     )));
     assert!(sim.now - removed_at < Duration::from_secs(5));
-    // alice tries again: her opening proves the server's key (SYN-ACK), but her handshake
-    // is refused without an answer.
+    // alice tries again: her SYN proves the server's key (SYN-ACK: every holder of the
+    // server's public key can do that much), but her msg1 is refused without an answer.
     sim.client = rawtun::endpoint::Connection::client(
         sim.cfg(),
         alice_id,
@@ -404,7 +404,9 @@ fn a_removed_client_is_told_and_cut_off() {
     cev.clear();
     sim.run_for(Duration::from_secs(5), &mut cev, &mut sev);
     assert_ne!(sim.client.phase(), Phase::Established);
-    assert!(sim.server.stats().drops.handshake_failed >= 1);
+    // Refused before any DH work: her msg1's mac1 is keyed by her removed key.
+    let d = sim.server.stats().drops;
+    assert!(d.msg1_invalid >= 1 && d.handshake_failed == 0, "{d:?}");
 }
 
 /// Issue 9's rekey acceptance: rekeys every 300 packets through 5 % loss and reordering;
@@ -510,4 +512,221 @@ fn a_simulation_is_reproducible_from_its_seeds() {
         (h.finish(), sim.server_frames)
     };
     assert_eq!(run(), run());
+}
+
+/// The first frame `conn` sends at `now`.
+fn first_frame(conn: &mut rawtun::endpoint::Connection, now: std::time::Instant) -> Vec<u8> {
+    let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
+    let r = conn.poll_transmit(now, &mut buf).expect("a frame");
+    buf[r].to_vec()
+}
+
+/// Everything the server has to send now.
+fn server_output(server: &mut rawtun::endpoint::Listener, now: std::time::Instant) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
+    let mut out = Vec::new();
+    while let Some(r) = server.poll_transmit(&mut buf) {
+        out.push(buf[r].to_vec());
+    }
+    server.connections_mut().for_each(|(_, c)| {
+        while let Some(r) = c.poll_transmit(now, &mut buf) {
+            out.push(buf[r].to_vec());
+        }
+    });
+    out
+}
+
+fn feed(server: &mut rawtun::endpoint::Listener, frame: &[u8], now: std::time::Instant) {
+    server.handle_frame(&parse_frame(LinkType::Ethernet, frame).unwrap(), now);
+}
+
+/// Review finding: a msg1 refused for the rate limit was not recorded, so its replay from
+/// another address got the DH work and a msg2. Now it is recorded before the rate check,
+/// and the client's retransmission is a fresh msg1 that gets in once the rate allows.
+#[test]
+fn a_msg1_refused_for_the_rate_is_still_refused_when_replayed() {
+    let now = std::time::Instant::now();
+    let mut cfg = conn_cfg(now);
+    cfg.flow.handshake = false;
+    cfg.bind_source = false;
+    let ids: Arc<[ServerIdentity]> = vec![shared("k").server_identity()].into();
+    let mut server = listener(cfg.clone(), ids, now, 7);
+    let key = Arc::new(shared("k").client_identity());
+    let nat: std::net::IpAddr = "198.18.9.9".parse().unwrap();
+    let mut victim = None;
+    for i in 0..301u16 {
+        let a = SocketAddr::new(nat, 10_000 + i);
+        let mut c = rawtun::endpoint::Connection::client(
+            cfg.clone(),
+            key.clone(),
+            client_flow(a),
+            seed(1000 + u64::from(i)),
+            now,
+        )
+        .unwrap();
+        let f = first_frame(&mut c, now);
+        feed(&mut server, &f, now);
+        if i == 300 {
+            victim = Some((c, f, a));
+        }
+    }
+    let (mut victim, msg1, victim_addr) = victim.unwrap();
+    assert_eq!(
+        server.stats().drops.handshake_rate,
+        1,
+        "the 301st is over the burst"
+    );
+    server_output(&mut server, now);
+    // Replayed from the prober's own address: a replay, no flow, no answer.
+    let at = now + Duration::from_millis(50);
+    feed(&mut server, &from_address(&msg1, other_addr()), at);
+    assert_eq!(server.stats().drops.msg1_replay, 1);
+    assert!(server.connection_mut(&other_addr()).is_none());
+    assert!(server_output(&mut server, at).is_empty());
+    // The victim retransmits a fresh msg1 a second later and gets its session.
+    let at = now + Duration::from_millis(1000);
+    let f = first_frame(&mut victim, at);
+    assert_ne!(f, msg1, "a retransmitted msg1 is fresh");
+    feed(&mut server, &f, at);
+    assert!(
+        server.connection_mut(&victim_addr).is_some(),
+        "the victim is in"
+    );
+}
+
+/// Review finding: seen-set entries named the server key by its index, so a reload that
+/// added a key in front reopened the replay window. They name it by its public key now.
+#[test]
+fn a_reload_that_reorders_keys_does_not_reopen_replays() {
+    let now = std::time::Instant::now();
+    let mut cfg = conn_cfg(now);
+    cfg.bind_source = false;
+    let ids: Arc<[ServerIdentity]> = vec![shared("k").server_identity()].into();
+    let client = Arc::new(shared("k").client_identity());
+    let mut sim = Sim::with(clean_link(10, 5), cfg, client, ids, now);
+    sim.recorded = Some(Vec::new());
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    sim.establish(&mut cev, &mut sev);
+    let rec = sim.recorded.take().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let alice = StaticSecret::generate(&mut rng).public();
+    let (per_client, _) =
+        ServerIdentity::new(StaticSecret::generate(&mut rng), &[("alice".into(), alice)]);
+    sim.now += Duration::from_secs(10);
+    sim.server.set_identities(
+        vec![per_client, shared("k").server_identity()].into(),
+        sim.now,
+    );
+    for f in &rec {
+        assert_eq!(sim.inject(&from_address(f, other_addr())), 0);
+    }
+    assert!(sim.server.connection_mut(&other_addr()).is_none());
+    assert!(sim.server.stats().drops.syn_replay >= 1);
+}
+
+/// Review finding: a removed client made the server do DH work, and valid SYNs (which any
+/// holder of the server's public key can make) could fill the seen-set and lock everyone
+/// out. A removed client's msg1 now fails before DH (its mac1 is keyed by its own key), and
+/// a full SYN seen-set fails open.
+#[test]
+fn a_removed_client_costs_no_dh_and_cannot_lock_others_out() {
+    let now = std::time::Instant::now();
+    let cfg = conn_cfg(now);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let server_sk = StaticSecret::generate(&mut rng);
+    let alice_sk = StaticSecret::generate(&mut rng);
+    let bob_sk = StaticSecret::generate(&mut rng);
+    let bob_only: Arc<[ServerIdentity]> =
+        vec![ServerIdentity::new(server_sk.clone(), &[("bob".into(), bob_sk.public())]).0].into();
+    let gate_cfg = rawtun::endpoint::GateConfig::default();
+    let shared_gate = rawtun::endpoint::GateShared::new(&gate_cfg, T0, now);
+    let mut server = rawtun::endpoint::Listener::new(
+        cfg.clone(),
+        bob_only.clone(),
+        gate_cfg,
+        shared_gate.clone(),
+        server_addr(),
+        SERVER_MAC,
+        None,
+        16,
+        seed(7),
+    );
+    let alice = Arc::new(ClientIdentity::new(alice_sk, server_sk.public()).unwrap());
+    let bob = Arc::new(ClientIdentity::new(bob_sk, server_sk.public()).unwrap());
+    // alice (removed) runs a full opening against the server.
+    let a_addr: SocketAddr = "198.18.0.50:40000".parse().unwrap();
+    let mut a = rawtun::endpoint::Connection::client(
+        cfg.clone(),
+        alice.clone(),
+        client_flow(a_addr),
+        seed(1),
+        now,
+    )
+    .unwrap();
+    let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
+    let mut t = now;
+    for _ in 0..30 {
+        while let Some(r) = a.poll_transmit(t, &mut buf) {
+            let f = buf[r].to_vec();
+            feed(&mut server, &f, t);
+        }
+        for f in server_output(&mut server, t) {
+            a.handle_frame(&parse_frame(LinkType::Ethernet, &f).unwrap(), t);
+        }
+        t += Duration::from_millis(200);
+    }
+    let d = server.stats().drops;
+    assert_eq!(d.handshake_failed, 0, "DH work for a removed client: {d:?}");
+    assert!(d.msg1_invalid >= 1, "{d:?}");
+    assert_ne!(a.phase(), Phase::Established);
+    // alice floods the SYN seen-set through another worker's gate...
+    let mut gate = rawtun::endpoint::Gate::new(
+        bob_only,
+        gate_cfg,
+        shared_gate,
+        rand::rngs::StdRng::seed_from_u64(1),
+    );
+    let now_ms = T0 + 1;
+    for i in 0..(1u32 << 18) + 16 {
+        let src = SocketAddr::new(
+            std::net::Ipv4Addr::new(198, 19, (i >> 15) as u8, 1).into(),
+            1024 + (i & 0x7fff) as u16,
+        );
+        let p =
+            rawtun::crypto::proof::syn_proof(&alice, &rawtun::crypto::Binding::source(src), now_ms);
+        let f = segment(
+            src,
+            server_addr(),
+            TcpFlags::SYN,
+            p.isn,
+            0,
+            Some(p.tsval),
+            &[],
+        );
+        gate.check_syn(&parse_frame(LinkType::Ethernet, &f).unwrap(), now, now_ms);
+    }
+    assert!(
+        gate_drops_state_full(&gate) > 0,
+        "the seen-set never filled"
+    );
+    // ...and bob, in good standing, still opens a session.
+    let b_addr: SocketAddr = "198.18.0.60:40000".parse().unwrap();
+    let mut b =
+        rawtun::endpoint::Connection::client(cfg, bob, client_flow(b_addr), seed(3), now).unwrap();
+    let mut t = now;
+    for _ in 0..10 {
+        while let Some(r) = b.poll_transmit(t, &mut buf) {
+            let f = buf[r].to_vec();
+            feed(&mut server, &f, t);
+        }
+        for f in server_output(&mut server, t) {
+            b.handle_frame(&parse_frame(LinkType::Ethernet, &f).unwrap(), t);
+        }
+        t += Duration::from_millis(100);
+    }
+    assert_eq!(b.phase(), Phase::Established, "bob was locked out");
+}
+
+fn gate_drops_state_full(gate: &rawtun::endpoint::Gate) -> u64 {
+    gate.drops().state_full
 }

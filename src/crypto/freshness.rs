@@ -56,6 +56,8 @@ pub fn widen_ms(low: u32, now_ms: u64) -> u64 {
 /// Digests of accepted proofs, in two rotating generations (see the module docs).
 pub struct SeenSet {
     hasher: RandomState,
+    /// Rotations so far (callers that keep per-generation quotas compare it).
+    generation: u64,
     current: HashSet<u64>,
     previous: HashSet<u64>,
     rotated_at_ms: u64,
@@ -80,6 +82,7 @@ impl SeenSet {
     pub fn new(skew_ms: u64, capacity: usize, now_ms: u64) -> SeenSet {
         SeenSet {
             hasher: RandomState::new(),
+            generation: 0,
             current: HashSet::new(),
             previous: HashSet::new(),
             rotated_at_ms: now_ms,
@@ -96,7 +99,14 @@ impl SeenSet {
                 self.previous.clear();
             }
             self.rotated_at_ms = now_ms;
+            self.generation += 1;
         }
+    }
+
+    /// Rotations so far, as of `now_ms`.
+    pub fn generation(&mut self, now_ms: u64) -> u64 {
+        self.rotate(now_ms);
+        self.generation
     }
 
     fn digest(&self, parts: &[&[u8]]) -> u64 {

@@ -12,16 +12,18 @@
 //! |   pad len n (1) | t (8)              |        +-----------------------------------+
 //! |   caller payload | padding (n)       |
 //! +--------------------------------------+
-//! | t ⊕ PRF(open, "t" ‖ e)[..8]   (8)    |   time, readable before any DH
-//! | mac1 = PRF(open, "mac1" ‖ binding ‖  |   proves knowledge of the server's public
-//! |        everything above) (16)        |   key, bound to the client's address
+//! | id ⊕ m[0..8]                  (8)    |   m = PRF(open, "msg1 mask" ‖ e): the client's
+//! | t  ⊕ m[8..16]                 (8)    |   id and time, readable before any DH
+//! | mac1 = PRF(reset key of the client,  |   proves this client's own key (so a removed
+//! |   "mac1" ‖ binding ‖ all above) (16) |   client fails here), bound to its address
 //! +--------------------------------------+
 //! ```
 //!
-//! - The server checks `mac1` and the time rule ([`check_msg1`], two PRF calls, no state) and
-//!   its seen-set, then does the DH work ([`respond`]). Noise IK authenticates the client by
-//!   its static key, which must be in the server's client list; the `t` inside the
-//!   encryption must equal the one outside.
+//! - The server unmasks the client id (one PRF per server key), looks the client up, checks
+//!   `mac1` under that client's own key and the time rule ([`check_msg1`], no state), its
+//!   seen-set and the client's rate limit, then does the DH work ([`respond`]). Noise IK
+//!   authenticates the client by its static key, which must be the one the id named; the
+//!   `t` inside the encryption must equal the one outside.
 //! - The cipher id is authenticated; a mismatch is [`HandshakeError::CipherMismatch`].
 //! - Random padding makes the message sizes vary; X25519 public keys have bit 255 clear
 //!   (RFC 7748 §5), so on the wire that bit is set at random and cleared before Noise reads
@@ -36,7 +38,7 @@ use rand::{CryptoRng, RngCore, SeedableRng};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 
-use super::key::{ClientEntry, ClientIdentity, PublicKey, ServerIdentity};
+use super::key::{ClientEntry, ClientId, ClientIdentity, PublicKey, ServerIdentity};
 use super::packet::{Opener, Sealer};
 use super::prf::{ct_eq, Binding, PRF_LEN};
 use super::Cipher;
@@ -49,14 +51,16 @@ pub const VERSION: u8 = 2;
 const NOISE_MAX: usize = 65_535;
 const DH_LEN: usize = 32;
 const TAG_LEN: usize = 16;
-/// Bytes of msg1 outside the Noise message: masked time and mac1.
-const MSG1_TRAILER: usize = 8 + PRF_LEN;
-/// Smallest Noise msg1: e, encrypted s, and an encrypted payload of at least 11 bytes.
-const MSG1_NOISE_MIN: usize = DH_LEN + DH_LEN + TAG_LEN + 11 + TAG_LEN;
+/// Bytes of msg1 outside the Noise message: masked client id, masked time and mac1.
+const MSG1_TRAILER: usize = 8 + 8 + PRF_LEN;
 /// Maximum random padding per message.
-const MAX_PAD: usize = 63;
+const MAX_PAD: usize = 255;
 /// Largest caller payload either message can carry.
-pub const MAX_PAYLOAD: usize = 1024;
+pub const MAX_PAYLOAD: usize = 64;
+/// Shortest and longest Noise msg1: e, encrypted s, and the encrypted payload (version,
+/// cipher, pad length, time, caller payload, padding).
+const MSG1_NOISE_MIN: usize = DH_LEN + DH_LEN + TAG_LEN + 11 + TAG_LEN;
+const MSG1_NOISE_MAX: usize = MSG1_NOISE_MIN + MAX_PAYLOAD + MAX_PAD;
 
 /// The handshake failed; the session must not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -250,11 +254,10 @@ impl SessionCrypto {
     }
 }
 
-fn time_mask(open: &super::prf::Prf, ephemeral: &[u8]) -> [u8; 8] {
-    let m = open.compute(&[b"rawtun v2 t", ephemeral]);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&m[..8]);
-    out
+/// The mask of msg1's client id (bytes 0..8) and time (8..16), from its ephemeral key as
+/// sent.
+fn msg1_mask(open: &super::prf::Prf, ephemeral: &[u8]) -> [u8; 16] {
+    open.compute(&[b"rawtun v2 msg1 mask", ephemeral])
 }
 
 /// The ephemeral key of a msg1 as the Noise layer reads it (bit 255 cleared): a unique
@@ -307,12 +310,12 @@ impl Initiator {
         body.extend_from_slice(payload);
         let inner = padded(rng, &[VERSION, cipher.id()], &body)?;
         write(rng, &mut state, &inner, out)?;
-        let mask = time_mask(&client.open, &out[..DH_LEN]);
-        for (t, m) in t_ms.to_be_bytes().iter().zip(mask) {
-            out.push(t ^ m);
-        }
+        let m = msg1_mask(&client.open, &out[..DH_LEN]);
+        let t = t_ms.to_be_bytes();
+        let clear = client.client_id.0.iter().chain(t.iter());
+        out.extend(clear.zip(m).map(|(c, m)| c ^ m));
         let mac1 = client
-            .open
+            .reset
             .compute(&[b"rawtun v2 mac1", binding.as_bytes(), out]);
         out.extend_from_slice(&mac1);
         Ok(Initiator {
@@ -349,34 +352,48 @@ pub struct Msg1Check {
     pub identity: usize,
     /// Which of the offered bindings verified.
     pub binding: usize,
+    /// The client it names (and whose key its mac1 proves).
+    pub client: ClientId,
     /// The time it claims (check it with the time rule).
     pub t_ms: u64,
 }
 
-/// Cheap check of a msg1: its length, and its mac1 under one of `identities` for one of
-/// `bindings`. Costs one PRF per (identity, binding) pair plus one.
+/// Cheap check of a msg1: its length, the client its masked id names among `identities`'
+/// clients, and its mac1 under that client's key for one of `bindings`. Costs one PRF per
+/// server key, plus one per binding for a msg1 that names a configured client.
 pub fn check_msg1(
     identities: &[ServerIdentity],
     bindings: &[Binding],
     msg1: &[u8],
 ) -> Option<Msg1Check> {
-    if msg1.len() < MSG1_NOISE_MIN + MSG1_TRAILER || msg1.len() > NOISE_MAX {
+    let noise_len = msg1.len().checked_sub(MSG1_TRAILER)?;
+    if !(MSG1_NOISE_MIN..=MSG1_NOISE_MAX).contains(&noise_len) {
         return None;
     }
     let (body, mac) = msg1.split_at(msg1.len() - PRF_LEN);
+    let masked = &body[noise_len..];
     for (identity, id) in identities.iter().enumerate() {
+        let m = msg1_mask(&id.open, &msg1[..DH_LEN]);
+        let mut clear = [0u8; 16];
+        for i in 0..16 {
+            clear[i] = masked[i] ^ m[i];
+        }
+        let mut cid = [0u8; 8];
+        cid.copy_from_slice(&clear[..8]);
+        let Some(client) = id.client_by_id(&ClientId(cid)) else {
+            continue;
+        };
         for (binding, b) in bindings.iter().enumerate() {
-            let want = id.open.compute(&[b"rawtun v2 mac1", b.as_bytes(), body]);
+            let want = client
+                .reset
+                .compute(&[b"rawtun v2 mac1", b.as_bytes(), body]);
             if ct_eq(&want, mac) {
-                let (noise, masked) = body.split_at(body.len() - 8);
-                let mask = time_mask(&id.open, &noise[..DH_LEN]);
                 let mut t = [0u8; 8];
-                for i in 0..8 {
-                    t[i] = masked[i] ^ mask[i];
-                }
+                t.copy_from_slice(&clear[8..]);
                 return Some(Msg1Check {
                     identity,
                     binding,
+                    client: ClientId(cid),
                     t_ms: u64::from_be_bytes(t),
                 });
             }
@@ -422,6 +439,9 @@ pub fn respond(
         .client(&PublicKey(client_key))
         .ok_or(HandshakeError::UnknownClient)?
         .clone();
+    if ClientId::of(&client.public) != check.client {
+        return Err(HandshakeError::Auth);
+    }
     let [version, cipher_id, rest @ ..] = inner.as_slice() else {
         return Err(HandshakeError::Malformed);
     };

@@ -5,13 +5,15 @@
 //! **SYN proof** (in fields every SYN has, so the SYN looks like any other):
 //!
 //! ```text
-//! mask  = PRF(open, "rawtun v2 syn mask" ‖ binding)[..4]
-//! TSval = (t mod 2^32) + mask               t: the client's Unix time in ms
-//! ISN   = PRF(open, "rawtun v2 syn" ‖ binding ‖ t)[..4]
+//! ISN   = PRF(open, "rawtun v2 syn" ‖ binding ‖ t)[..4]      t: the client's Unix time in ms
+//! mask  = PRF(open, "rawtun v2 syn mask" ‖ binding ‖ ISN)[..4]
+//! TSval = (t mod 2^32) + mask
 //! ```
 //!
-//! The server unmasks `t` (one PRF), applies the time rule ([`super::freshness`]) and only
-//! then checks the ISN (a second PRF): junk costs one PRF. Retransmitted SYNs are identical.
+//! The server unmasks `t` with the mask the ISN selects (one PRF) and checks the ISN (a
+//! second). The mask depends on the ISN, so every connection's TSval has its own offset
+//! (one offset per server would let an observer tie together the SYNs of all clients behind
+//! NAT, whose binding is empty). Retransmitted SYNs are identical.
 //!
 //! **Probe** (client → server, when nothing authenticated came back for a while) and
 //! **reset** (server → client) look like data packets: random bytes of a random length in
@@ -55,8 +57,12 @@ pub struct SynProof {
     pub tsval: u32,
 }
 
-fn syn_mask(open: &Prf, binding: &Binding) -> u32 {
-    open.u32(&[b"rawtun v2 syn mask", binding.as_bytes()])
+fn syn_mask(open: &Prf, binding: &Binding, isn: u32) -> u32 {
+    open.u32(&[
+        b"rawtun v2 syn mask",
+        binding.as_bytes(),
+        &isn.to_be_bytes(),
+    ])
 }
 
 fn syn_isn(open: &Prf, binding: &Binding, t_ms: u64) -> u32 {
@@ -65,19 +71,24 @@ fn syn_isn(open: &Prf, binding: &Binding, t_ms: u64) -> u32 {
 
 /// The client's SYN proof for time `t_ms`.
 pub fn syn_proof(client: &ClientIdentity, binding: &Binding, t_ms: u64) -> SynProof {
+    let isn = syn_isn(&client.open, binding, t_ms);
     SynProof {
-        isn: syn_isn(&client.open, binding, t_ms),
-        tsval: (t_ms as u32).wrapping_add(syn_mask(&client.open, binding)),
+        isn,
+        tsval: (t_ms as u32).wrapping_add(syn_mask(&client.open, binding, isn)),
     }
 }
 
-/// The time a SYN claims under `identity`'s key (one PRF); check it with the time rule
-/// before calling [`check_syn`].
-pub fn syn_time(identity: &ServerIdentity, binding: &Binding, tsval: u32, now_ms: u64) -> u64 {
-    widen_ms(
-        tsval.wrapping_sub(syn_mask(&identity.open, binding)),
-        now_ms,
-    )
+/// The time a SYN with this ISN and TSval claims under `identity`'s key (one PRF); then
+/// [`check_syn`] checks the ISN for it.
+pub fn syn_time(
+    identity: &ServerIdentity,
+    binding: &Binding,
+    isn: u32,
+    tsval: u32,
+    now_ms: u64,
+) -> u64 {
+    let mask = syn_mask(&identity.open, binding, isn);
+    widen_ms(tsval.wrapping_sub(mask), now_ms)
 }
 
 /// True if the SYN's ISN proves knowledge of `identity`'s open key for time `t_ms`.

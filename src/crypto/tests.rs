@@ -134,9 +134,9 @@ fn handshake_sizes_vary_with_padding_and_follow_the_seed() {
     let mut sizes = HashSet::new();
     for seed in 0..40 {
         let (_, m1) = msg1(&c, Cipher::Aes256Gcm, b"x", seed);
-        // e, encrypted s, payload (3 + t + "x" + pad + tag), masked t, mac1.
-        let min = 32 + 48 + (3 + 8 + 1 + 16) + 8 + 16;
-        assert!((min..=min + 63).contains(&m1.len()), "{}", m1.len());
+        // e, encrypted s, payload (3 + t + "x" + pad + tag), masked id and t, mac1.
+        let min = 32 + 48 + (3 + 8 + 1 + 16) + 16 + 16;
+        assert!((min..=min + 255).contains(&m1.len()), "{}", m1.len());
         sizes.insert(m1.len());
         // Randomness is an input: the same seed makes the same message.
         assert_eq!(msg1(&c, Cipher::Aes256Gcm, b"x", seed).1, m1);
@@ -201,7 +201,9 @@ fn wrong_key_fails_before_any_dh_and_unknown_clients_after_it() {
             }
             Err(e) => {
                 assert!(!ok, "{who} refused: {e}");
-                assert_eq!(e, HandshakeError::UnknownClient);
+                // Refused before any DH: mallory's msg1 names no configured client.
+                let ids = std::slice::from_ref(&sid);
+                assert_eq!(check_msg1(ids, &[Binding::NONE], &m1), None);
             }
         }
     }
@@ -223,6 +225,7 @@ fn a_client_cannot_pose_as_the_server_to_another() {
     let forced = Msg1Check {
         identity: 0,
         binding: 1,
+        client: ClientId([0; 8]),
         t_ms: T,
     };
     let mut m2 = Vec::new();
@@ -290,6 +293,7 @@ fn garbage_handshake_messages_fail_cleanly() {
         let check = Msg1Check {
             identity: 0,
             binding: 1,
+            client: ClientId([0; 8]),
             t_ms: T,
         };
         let mut out = Vec::new();
@@ -329,23 +333,50 @@ fn tampering_any_msg1_byte_fails_the_cheap_check() {
 }
 
 #[test]
-fn a_key_holder_cannot_refresh_the_time_of_a_recorded_msg1() {
-    // The outer time is readable with the open key (every client has it); the inner one is
-    // encrypted to the server. Rewriting the outer time and mac1 fails at the DH step.
-    let (s, c) = keys(4);
+fn a_recorded_msg1_cannot_be_refreshed() {
+    // The outer id and time are readable with the open key (every client has it), but mac1
+    // is keyed by the client's own key: another client cannot rewrite them at all. Even the
+    // client itself (or the server) rewriting the outer time fails at the DH step, where the
+    // inner time must match.
+    let server = StaticSecret::generate(&mut rng(40));
+    let alice = StaticSecret::generate(&mut rng(41));
+    let bob = StaticSecret::generate(&mut rng(42));
+    let list = [
+        ("alice".into(), alice.public()),
+        ("bob".into(), bob.public()),
+    ];
+    let (s, _) = ServerIdentity::new(server.clone(), &list);
+    let c = ClientIdentity::new(alice, server.public()).unwrap();
+    let b = ClientIdentity::new(bob, server.public()).unwrap();
     let (_, m1) = msg1(&c, Cipher::Aes256Gcm, b"", 12);
     let n = m1.len();
-    let mut forged = m1[..n - 24].to_vec();
-    let mask = c.open.compute(&[b"rawtun v2 t", &forged[..32]]);
-    for (i, b) in (T + 86_400_000).to_be_bytes().iter().enumerate() {
-        forged.push(b ^ mask[i]);
-    }
-    let mac1 = c
-        .open
-        .compute(&[b"rawtun v2 mac1", Binding::NONE.as_bytes(), &forged]);
-    forged.extend_from_slice(&mac1);
-    let check = check_msg1(std::slice::from_ref(&s), &[Binding::NONE], &forged).expect("mac1");
-    assert_eq!(check.t_ms, T + 86_400_000);
+    let later = T + 86_400_000;
+    let forge = |key: &ClientIdentity| {
+        let mut forged = m1[..n - 32].to_vec();
+        let m = key.open.compute(&[b"rawtun v2 msg1 mask", &forged[..32]]);
+        let clear: Vec<u8> = c
+            .client_id
+            .0
+            .iter()
+            .chain(later.to_be_bytes().iter())
+            .copied()
+            .collect();
+        forged.extend(clear.iter().zip(m).map(|(x, m)| x ^ m));
+        let mac1 = key
+            .reset
+            .compute(&[b"rawtun v2 mac1", Binding::NONE.as_bytes(), &forged]);
+        forged.extend_from_slice(&mac1);
+        forged
+    };
+    let ids = std::slice::from_ref(&s);
+    assert_eq!(
+        check_msg1(ids, &[Binding::NONE], &forge(&b)),
+        None,
+        "bob's mac1 for alice"
+    );
+    let forged = forge(&c);
+    let check = check_msg1(ids, &[Binding::NONE], &forged).expect("alice's own mac1");
+    assert_eq!((check.t_ms, check.client), (later, c.client_id));
     let mut out = Vec::new();
     let r = respond(
         &s,
@@ -851,7 +882,7 @@ proptest! {
     fn handshake_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let (s, c) = keys(9);
         prop_assert!(check_msg1(std::slice::from_ref(&s), &[Binding::NONE], &bytes).is_none());
-        let check = Msg1Check { identity: 0, binding: 1, t_ms: T };
+        let check = Msg1Check { identity: 0, binding: 1, client: ClientId([0; 8]), t_ms: T };
         let mut out = Vec::new();
         prop_assert!(respond(&s, &check, Cipher::Aes256Gcm, &bytes, b"", &mut rng(1), &mut out).is_err());
         prop_assert!(out.is_empty());

@@ -41,7 +41,7 @@ pub fn verdict(
         };
         for id in ids {
             for b in &bindings {
-                let t = proof::syn_time(id, b, tsval, now_ms);
+                let t = proof::syn_time(id, b, r.seq, tsval, now_ms);
                 if proof::check_syn(id, b, r.seq, t) {
                     return format!("SYN: opening proof valid ({})", skew(t));
                 }

@@ -26,13 +26,22 @@ const PROBES_KEPT: usize = 8;
 /// reset if they do not open.
 const SHORT_COPY: usize = 256;
 
-/// msg1 and its retransmission schedule.
+/// Initiators kept while waiting for msg2 (a late msg2 may answer an older msg1).
+const INITIATORS: usize = 4;
+
+/// msg1 and its retransmission schedule. Every retransmission is a fresh msg1 (new
+/// ephemeral key and time): a server refuses a msg1 it has seen, and a fresh time also lets
+/// a client whose clock is a little behind a just-restarted server in.
 struct Hello {
-    initiator: Initiator,
+    /// The initiators of the msg1s sent, newest last.
+    initiators: VecDeque<Initiator>,
+    /// The msg1 to send next, and whether it was sent already.
     msg1: Vec<u8>,
+    sent: bool,
     next_send: Instant,
     retry: Duration,
     conv: u32,
+    binding: Binding,
 }
 
 /// When to probe, and the probes awaiting an answer.
@@ -139,11 +148,13 @@ impl Connection {
         let side = ClientSide {
             identity,
             hello: Some(Hello {
-                initiator,
+                initiators: VecDeque::from([initiator]),
                 msg1,
+                sent: false,
                 next_send: now,
                 retry: HELLO_RETRY,
                 conv,
+                binding,
             }),
             deadline: now + cfg.handshake_timeout,
             accepted_msg2: None,
@@ -165,32 +176,40 @@ impl Connection {
         };
         if let Some(hello) = c.hello.as_mut() {
             let msg2 = &self.rx_scratch[..n];
-            return match hello.initiator.finish(msg2) {
-                Ok((keys, payload)) => {
-                    let d = digest(msg2);
-                    let conv = hello.conv;
-                    c.flow_binding = Binding::decode_flow(&payload).map(|(b, _)| b);
-                    if c.flow_binding.is_none() {
-                        tracing::warn!("server did not say how it sees our flow: no probes");
+            let mut finished = None;
+            let mut last_err = None;
+            for init in hello.initiators.iter_mut().rev() {
+                match init.finish(msg2) {
+                    Ok(done) => {
+                        finished = Some(done);
+                        break;
                     }
-                    c.hello = None;
-                    c.accepted_msg2 = Some(d);
-                    let mut session = Session::new(keys, conv, &self.cfg, true, now);
-                    // First data at once: confirms the session to the server and measures
-                    // the RTT.
-                    session.mux.ping(now);
-                    self.session = Some(session);
-                    self.stats.handshakes_ok += 1;
-                    tracing::info!(peer = %self.flow.addrs().remote, "session established");
-                    self.events.push_back(ConnEvent::Established);
-                    Payload::Authentic
+                    Err(e) => last_err = Some(e),
                 }
-                Err(e) => {
-                    self.stats.auth_failures += 1;
+            }
+            let Some((keys, payload)) = finished else {
+                self.stats.auth_failures += 1;
+                if let Some(e) = last_err {
                     tracing::debug!(error = %e, "handshake response rejected");
-                    Payload::Dropped
                 }
+                return Payload::Dropped;
             };
+            let d = digest(msg2);
+            let conv = hello.conv;
+            c.flow_binding = Binding::decode_flow(&payload).map(|(b, _)| b);
+            if c.flow_binding.is_none() {
+                tracing::warn!("server did not say how it sees our flow: no probes");
+            }
+            c.hello = None;
+            c.accepted_msg2 = Some(d);
+            let mut session = Session::new(keys, conv, &self.cfg, true, now);
+            // First data at once: confirms the session to the server and measures the RTT.
+            session.mux.ping(now);
+            self.session = Some(session);
+            self.stats.handshakes_ok += 1;
+            tracing::info!(peer = %self.flow.addrs().remote, "session established");
+            self.events.push_back(ConnEvent::Established);
+            return Payload::Authentic;
         }
         let mut copy = [0u8; SHORT_COPY];
         let short = n <= SHORT_COPY;
@@ -249,6 +268,31 @@ impl Connection {
             if now < h.next_send {
                 return None;
             }
+            if h.sent {
+                // A retransmission: a fresh msg1.
+                let mut msg1 = Vec::new();
+                let conv = h.conv.to_be_bytes();
+                let cipher = self.cfg.cipher;
+                match Initiator::start(
+                    &c.identity,
+                    cipher,
+                    t,
+                    &h.binding,
+                    &conv,
+                    &mut self.rng,
+                    &mut msg1,
+                ) {
+                    Ok(init) => {
+                        if h.initiators.len() >= INITIATORS {
+                            h.initiators.pop_front();
+                        }
+                        h.initiators.push_back(init);
+                        h.msg1 = msg1;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot build msg1"),
+                }
+            }
+            h.sent = true;
             h.next_send = now + h.retry;
             h.retry = (h.retry * 2).min(HELLO_RETRY_MAX);
             let len = h.msg1.len();

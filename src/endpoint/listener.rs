@@ -117,7 +117,7 @@ impl Listener {
                 .any(|i| i.public == info.server && i.client_by_id(&info.id).is_some())
         };
         for (peer, (conn, _)) in self.conns.iter_mut() {
-            conn.retain_pending(allowed);
+            conn.retain_candidates(allowed);
             let Some(info) = conn.client_info() else {
                 continue;
             };
@@ -163,7 +163,7 @@ impl Listener {
         if let Some((conn, _)) = self.conns.get_mut(&peer) {
             // A SYN that is not a copy of the one that opened the flow must prove a key too.
             let known_syn = conn.flow().peer_isn() == Some(r.seq);
-            if syn && !known_syn && !self.gate.check_syn(frame, now_ms) {
+            if syn && !known_syn && !self.gate.check_syn(frame, now, now_ms) {
                 return None;
             }
             let p = conn.handle_frame(frame, now)?;
@@ -175,20 +175,25 @@ impl Listener {
                 Some(Ok(o)) => {
                     if let Some((conn, _)) = self.conns.get_mut(&peer) {
                         conn.confirm_segment(frame);
-                        conn.install_session(o.accepted, o.conv, o.client, p, o.msg2, now);
+                        conn.install_session(o.accepted, o.conv, o.client, o.msg2, now);
                     }
                 }
                 Some(Err(())) => {}
                 None => {
                     // A fresh probe on a live flow: the client heard nothing for a while;
                     // a sealed "alive" stops its probing. Anything else failed to open.
-                    let probe = self.gate.check_probe(src, dst, p, now_ms).is_some();
-                    let answer = probe && self.gate.reset_allowed(src.ip(), now);
+                    let probe = self.gate.check_probe(src, dst, p, now_ms);
+                    let answer =
+                        probe.is_some_and(|(_, pr)| self.gate.reset_allowed(pr.client, now));
                     if let Some((conn, _)) = self.conns.get_mut(&peer) {
                         if answer {
                             conn.answer_probe(now);
-                        } else if !probe {
+                        } else if probe.is_some() {
+                        } else if conn.phase() == super::Phase::Established {
                             conn.count_unclaimed();
+                        } else {
+                            // A half-open flow waits for a msg1; this was none.
+                            self.gate.drops.msg1_invalid += 1;
                         }
                     }
                 }
@@ -198,7 +203,7 @@ impl Listener {
         if syn {
             if !self.cfg.flow.handshake {
                 self.gate.drops.no_flow += 1;
-            } else if self.gate.check_syn(frame, now_ms) {
+            } else if self.gate.check_syn(frame, now, now_ms) {
                 let conn = self.new_flow(frame, now)?;
                 conn.handle_frame(frame, now);
                 return Some(peer);
@@ -219,7 +224,7 @@ impl Listener {
                     let conn = self.new_flow(frame, now)?;
                     conn.handle_frame(frame, now);
                     conn.confirm_segment(frame);
-                    conn.install_session(o.accepted, o.conv, o.client, frame.payload, o.msg2, now);
+                    conn.install_session(o.accepted, o.conv, o.client, o.msg2, now);
                     return Some(peer);
                 }
                 Some(Err(())) => return None,
@@ -238,7 +243,7 @@ impl Listener {
             self.gate.drops.no_flow += 1;
             return;
         };
-        if !self.gate.reset_allowed(r.src.ip(), now) || self.outbox.len() >= OUTBOX {
+        if !self.gate.reset_allowed(probe.client, now) || self.outbox.len() >= OUTBOX {
             return;
         }
         if let Some(reset) = self.reset_frame(frame, identity, &probe) {
@@ -259,7 +264,12 @@ impl Listener {
         let id = self.gate.identities.get(identity)?;
         let rng = &mut self.gate.rng;
         let remote_mac = self.router_mac.unwrap_or(r.src_mac);
-        let (tsval, ip_id) = (rng.next_u32(), rng.next_u32() as u16);
+        // Continue the timestamp clock the client last saw from us (its TSecr).
+        let tsval = match r.options.timestamp {
+            Some((_, ecr)) if ecr != 0 => ecr.wrapping_add(1 + rng.next_u32() % 8),
+            _ => rng.next_u32(),
+        };
+        let ip_id = rng.next_u32() as u16;
         let repr =
             faketcp::reply_repr(&self.cfg.flow, to, self.local_mac, remote_mac, tsval, ip_id);
         let hl = wire::header_len(&repr);

@@ -1,39 +1,41 @@
 //! The server's side of a connection. Sessions come from the listener's [`super::Gate`],
-//! which checks each msg1 before any public-key work; the connection keeps what it needs to
-//! answer a retransmitted msg1 (its msg2, until the client's first data packet confirms the
-//! session), and a newer session from the same flow (a client that restarted on the same
-//! port), which replaces the current one only once a data packet opens with it, so a
-//! replayed msg1 never displaces a live session.
+//! which checks each msg1 before any public-key work. A client retransmits a *fresh* msg1
+//! (new ephemeral key and time) when its msg2 is lost, so a flow may be handed several
+//! sessions before the client's first data packet says which one it finished: the first
+//! becomes current, later ones wait as candidates, and a data packet that opens with a
+//! candidate promotes it. The same covers a client that restarted on the same port. A
+//! recorded msg1 replayed on the flow is refused by the seen-set and never answered.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::connection::{digest, ClientInfo, ConnEvent, Connection, Payload, Role};
+use super::connection::{ClientInfo, ConnEvent, Connection, Payload, Role};
 use super::session::Session;
 use super::CloseReason;
 use crate::crypto::{Accepted, OpenError};
 
-/// A session from a newer msg1 on a live flow, with its msg2.
-struct Pending {
+/// Sessions a flow keeps waiting for a data packet at most (the newest win).
+const CANDIDATES: usize = 4;
+
+/// A session from a newer msg1 on this flow, not yet confirmed by a data packet.
+struct Candidate {
     session: Box<Session>,
     client: ClientInfo,
-    reply: (u64, Vec<u8>),
 }
 
 #[derive(Default)]
 pub(super) struct ServerSide {
     pub(super) client: Option<ClientInfo>,
-    /// Digest of the msg1 the session came from, and the msg2 answering it.
-    reply: Option<(u64, Vec<u8>)>,
-    /// A msg2 to send, and since when it is due.
-    outbox: Option<(Vec<u8>, Instant)>,
-    pending: Option<Pending>,
-    /// A data packet has opened with the session (the peer holds its keys).
+    /// msg2s to send, oldest first, with since when they are due.
+    outbox: VecDeque<(Vec<u8>, Instant)>,
+    candidates: VecDeque<Candidate>,
+    /// A data packet has opened with the current session (the peer holds its keys).
     pub(super) confirmed: bool,
 }
 
 impl ServerSide {
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.outbox.as_ref().map(|(_, due)| *due)
+        self.outbox.front().map(|(_, due)| *due)
     }
 }
 
@@ -47,10 +49,8 @@ impl Connection {
         if self.session.is_none() {
             return Payload::Unclaimed;
         }
-        // Before opening (which works in place): what a failed open needs.
-        let spare = s.pending.as_ref().map(|_| self.rx_scratch[..n].to_vec());
-        let watch_dup = !s.confirmed || s.pending.is_some();
-        let d = watch_dup.then(|| digest(&self.rx_scratch[..n]));
+        // Opening works in place: keep a copy for the candidates.
+        let spare = (!s.candidates.is_empty()).then(|| self.rx_scratch[..n].to_vec());
         match self.open_current(n, now) {
             Ok(()) => {
                 if let Role::Server(s) = &mut self.role {
@@ -59,102 +59,87 @@ impl Connection {
                 Payload::Authentic
             }
             Err(OpenError::Replay) => Payload::Dropped,
-            Err(_) => self.server_unopened(spare, d, now),
+            Err(_) => match spare {
+                Some(copy) => self.try_candidates(copy, now),
+                None => Payload::Unclaimed,
+            },
         }
     }
 
-    /// The current session could not open a packet: it may be for the pending session, or
-    /// a retransmitted msg1.
-    fn server_unopened(&mut self, spare: Option<Vec<u8>>, d: Option<u64>, now: Instant) -> Payload {
+    /// The current session could not open `copy`: it may be for a candidate.
+    fn try_candidates(&mut self, mut copy: Vec<u8>, now: Instant) -> Payload {
         let Role::Server(s) = &mut self.role else {
             return Payload::Unclaimed;
         };
-        if let (Some(mut copy), Some(p)) = (spare, s.pending.as_mut()) {
-            if let Ok(pt) = p.session.opener.open(&mut copy) {
-                // The peer holds the newer keys: it restarted. Switch sessions.
-                let len = pt.len();
-                let off = pt.as_ptr() as usize - copy.as_ptr() as usize;
-                self.rx_scratch[..len].copy_from_slice(&copy[off..off + len]);
-                if let Some(p) = s.pending.take() {
-                    self.session = Some(p.session);
-                    s.client = Some(p.client);
-                    s.reply = Some(p.reply);
-                }
-                s.confirmed = true;
-                tracing::info!(peer = %self.flow.addrs().remote, "peer restarted: switched to its new session");
-                self.events
-                    .push_back(ConnEvent::SessionLost(CloseReason::PeerRestarted));
-                self.events.push_back(ConnEvent::Established);
-                self.handle_plaintext(0..len, now);
-                return Payload::Authentic;
-            }
-        }
-        let Some(d) = d else {
-            return Payload::Unclaimed;
-        };
-        if !s.confirmed && s.reply.as_ref().is_some_and(|(m, _)| *m == d) {
-            // Our msg2 was lost: the client sent msg1 again.
-            s.outbox = s.reply.as_ref().map(|(_, m2)| (m2.clone(), now));
-            return Payload::Dropped;
-        }
-        if let Some(p) = &s.pending {
-            if p.reply.0 == d {
-                s.outbox = Some((p.reply.1.clone(), now));
-                return Payload::Dropped;
-            }
+        for i in 0..s.candidates.len() {
+            let mut attempt = copy.clone();
+            let Ok(pt) = s.candidates[i].session.opener.open(&mut attempt) else {
+                continue;
+            };
+            let (len, off) = (pt.len(), pt.as_ptr() as usize - attempt.as_ptr() as usize);
+            copy.clear();
+            copy.extend_from_slice(&attempt[off..off + len]);
+            let Some(c) = s.candidates.remove(i) else {
+                break;
+            };
+            s.candidates.clear();
+            self.session = Some(c.session);
+            s.client = Some(c.client);
+            s.confirmed = true;
+            tracing::info!(peer = %self.flow.addrs().remote, "the client finished a newer handshake: switched to it");
+            self.events
+                .push_back(ConnEvent::SessionLost(CloseReason::PeerRestarted));
+            self.events.push_back(ConnEvent::Established);
+            self.rx_scratch[..len].copy_from_slice(&copy);
+            self.handle_plaintext(0..len, now);
+            return Payload::Authentic;
         }
         Payload::Unclaimed
     }
 
-    /// Installs a session the listener's gate accepted from `msg1`, with the `msg2` to send.
-    /// On a flow that already has a session it becomes pending (see the module docs).
+    /// Installs a session the listener's gate accepted, with the `msg2` to send. On a flow
+    /// that already has a session it becomes a candidate (see the module docs).
     pub(crate) fn install_session(
         &mut self,
         accepted: Accepted,
         conv: u32,
         client: ClientInfo,
-        msg1: &[u8],
         msg2: Vec<u8>,
         now: Instant,
     ) {
         let session = Session::new(accepted.keys, conv, &self.cfg, false, now);
-        let reply = (digest(msg1), msg2.clone());
         let Role::Server(s) = &mut self.role else {
             return;
         };
         self.stats.handshakes_ok += 1;
-        s.outbox = Some((msg2, now));
+        s.outbox.push_back((msg2, now));
         if self.session.is_some() {
-            tracing::info!(peer = %self.flow.addrs().remote, client = %client.name, "new handshake on a live flow: waiting for its first data packet");
-            s.pending = Some(Pending {
-                session,
-                client,
-                reply,
-            });
+            tracing::info!(peer = %self.flow.addrs().remote, client = %client.name, "another handshake on this flow: waiting for its first data packet");
+            if s.candidates.len() >= CANDIDATES {
+                s.candidates.pop_front();
+            }
+            s.candidates.push_back(Candidate { session, client });
             return;
         }
         tracing::info!(peer = %self.flow.addrs().remote, client = %client.name, "session established");
         self.session = Some(session);
         s.client = Some(client);
-        s.reply = Some(reply);
         self.events.push_back(ConnEvent::Established);
     }
 
-    /// Drops a pending (newer) session whose client `keep` refuses (it was removed).
-    pub(crate) fn retain_pending(&mut self, keep: impl Fn(&ClientInfo) -> bool) {
+    /// Drops candidate sessions whose client `keep` refuses (it was removed).
+    pub(crate) fn retain_candidates(&mut self, keep: impl Fn(&ClientInfo) -> bool) {
         if let Role::Server(s) = &mut self.role {
-            if s.pending.as_ref().is_some_and(|p| !keep(&p.client)) {
-                s.pending = None;
-            }
+            s.candidates.retain(|c| keep(&c.client));
         }
     }
 
-    /// A msg2 to (re)send, written at `buf[at..]`; returns its length.
+    /// The next msg2 to send, written at `buf[at..]`; returns its length.
     pub(super) fn server_unsealed(&mut self, buf: &mut [u8], at: usize) -> Option<usize> {
         let Role::Server(s) = &mut self.role else {
             return None;
         };
-        let (msg2, _) = s.outbox.take()?;
+        let (msg2, _) = s.outbox.pop_front()?;
         let len = msg2.len();
         buf.get_mut(at..at + len)?.copy_from_slice(&msg2);
         Some(len)
