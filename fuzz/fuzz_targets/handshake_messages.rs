@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(check_msg1(ids, &[Binding::source(src), Binding::NONE], data).is_none());
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
     let mut out = Vec::new();
-    let forced = Msg1Check { identity: 0, binding: 1, t_ms: 1 };
+    let forced = Msg1Check { identity: 0, binding: 1, client: rawtun::crypto::ClientId([0; 8]), t_ms: 1 };
     assert!(respond(&s, &forced, Cipher::Aes256Gcm, data, b"", &mut rng, &mut out).is_err());
     assert!(out.is_empty());
     let mut m1 = Vec::new();
