@@ -21,7 +21,6 @@ use anyhow::Context;
 use crate::config::{Config, Role};
 use crate::crypto::proof;
 use crate::crypto::{self, Binding, ServerIdentity};
-use crate::endpoint::WallClock;
 use crate::io::{self, PacketRx, PcapOptions};
 use crate::wire::{self, ParsedFrame, TcpFlags};
 
@@ -103,7 +102,7 @@ pub fn dump(cfg: &Config, count: u64) -> anyhow::Result<()> {
         }
         Role::Client => Vec::new().into(),
     };
-    let wall = WallClock::system();
+    let wall = super::wall_clock();
     eprintln!("rawtun dump: {interface}, filter `{filter}`, inbound");
     let start = Instant::now();
     let mut buf = vec![0u8; 65536];

@@ -49,6 +49,18 @@ const WORKER_QUEUE: usize = 8192;
 /// Capture buffer the reader thread reads into.
 const CAPTURE_BUF: usize = 65536;
 
+/// The system clock now, as the endpoint layer's [`WallClock`] (the daemon is the layer that
+/// reads clocks).
+pub fn wall_clock() -> WallClock {
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    WallClock {
+        at: std::time::Instant::now(),
+        unix_ms,
+    }
+}
+
 /// Options of `rawtun run` that are not in the config file.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -131,7 +143,7 @@ pub fn conn_config(cfg: &Config, link: LinkType, bind_source: bool) -> ConnConfi
         handshake_timeout: t.timeouts.handshake,
         rekey_packets: crate::crypto::DEFAULT_PHASE_LEN,
         bind_source,
-        wall: WallClock::system(),
+        wall: wall_clock(),
     }
 }
 

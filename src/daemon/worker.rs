@@ -14,7 +14,7 @@ use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamMsg, S
 use super::server::ServerCtx;
 use super::stats::{SessionInfo, Snapshot, Stats};
 use crate::endpoint::{
-    ConnConfig, ConnEvent, ConnStats, Connection, Listener, ListenerEvent, WallClock, MAX_FRAME,
+    ConnConfig, ConnEvent, ConnStats, Connection, Listener, ListenerEvent, MAX_FRAME,
 };
 use crate::faketcp::FlowAddrs;
 use crate::io::PacketTx;
@@ -219,7 +219,7 @@ impl Worker {
 
     /// Follows the system clock (which NTP may step) for the Unix time proofs carry.
     fn refresh_wall_clock(&mut self) {
-        let wall = WallClock::system();
+        let wall = super::wall_clock();
         self.cfg.wall = wall;
         if let Role::Server(l, _) = &mut self.role {
             l.set_wall_clock(wall);

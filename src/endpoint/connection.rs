@@ -51,17 +51,6 @@ impl WallClock {
                 .saturating_sub(self.at.duration_since(now).as_millis() as u64)
         }
     }
-
-    /// The system clock now.
-    pub fn system() -> WallClock {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        WallClock {
-            at: Instant::now(),
-            unix_ms,
-        }
-    }
 }
 
 /// Everything a connection needs, shared by all connections of a daemon.
