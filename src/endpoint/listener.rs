@@ -167,37 +167,7 @@ impl Listener {
                 return None;
             }
             let p = conn.handle_frame(frame, now)?;
-            let (src, dst) = (r.src, r.dst);
-            match self
-                .gate
-                .accept_msg1(src, dst, p, self.cfg.cipher, now, now_ms)
-            {
-                Some(Ok(o)) => {
-                    if let Some((conn, _)) = self.conns.get_mut(&peer) {
-                        conn.confirm_segment(frame);
-                        conn.install_session(o.accepted, o.conv, o.client, o.msg2, now);
-                    }
-                }
-                Some(Err(())) => {}
-                None => {
-                    // A fresh probe on a live flow: the client heard nothing for a while;
-                    // a sealed "alive" stops its probing. Anything else failed to open.
-                    let probe = self.gate.check_probe(src, dst, p, now_ms);
-                    let answer =
-                        probe.is_some_and(|(_, pr)| self.gate.reset_allowed(pr.client, now));
-                    if let Some((conn, _)) = self.conns.get_mut(&peer) {
-                        if answer {
-                            conn.answer_probe(now);
-                        } else if probe.is_some() {
-                        } else if conn.phase() == super::Phase::Established {
-                            conn.count_unclaimed();
-                        } else {
-                            // A half-open flow waits for a msg1; this was none.
-                            self.gate.drops.msg1_invalid += 1;
-                        }
-                    }
-                }
-            }
+            self.unclaimed(frame, p, now, now_ms);
             return Some(peer);
         }
         if syn {
@@ -233,6 +203,38 @@ impl Listener {
         }
         self.unknown_flow(frame, now, now_ms);
         None
+    }
+
+    /// A payload that the session of its (existing) flow could not use: a msg1 (a first or
+    /// newer session), a probe (answered with a sealed "alive"), or nothing (counted).
+    fn unclaimed(&mut self, frame: &ParsedFrame<'_>, p: &[u8], now: Instant, now_ms: u64) {
+        let (src, dst) = (frame.repr.src, frame.repr.dst);
+        let cipher = self.cfg.cipher;
+        match self.gate.accept_msg1(src, dst, p, cipher, now, now_ms) {
+            Some(Ok(o)) => {
+                if let Some((conn, _)) = self.conns.get_mut(&src) {
+                    conn.confirm_segment(frame);
+                    conn.install_session(o.accepted, o.conv, o.client, o.msg2, now);
+                }
+            }
+            Some(Err(())) => {}
+            None => match self.gate.check_probe(src, dst, p, now_ms) {
+                Some((_, probe)) => {
+                    if self.gate.reset_allowed(probe.client, now) {
+                        if let Some((conn, _)) = self.conns.get_mut(&src) {
+                            conn.answer_probe(now);
+                        }
+                    }
+                }
+                None => match self.conns.get_mut(&src) {
+                    Some((conn, _)) if conn.phase() == super::Phase::Established => {
+                        conn.count_unclaimed();
+                    }
+                    // A half-open flow waits for a msg1; this was none.
+                    _ => self.gate.drops.msg1_invalid += 1,
+                },
+            },
+        }
     }
 
     /// A payload for a flow we have no state for: a probe gets a reset, the rest nothing.
