@@ -447,21 +447,8 @@ fn a_flood_does_not_starve_sessions_or_lock_out_new_clients() {
         .replace("127.0.0.1:1080", "127.0.0.1:1081")
         .replace("127.0.0.1:9000", "127.0.0.1:9200")
         .replace("127.0.0.1:9100", "127.0.0.1:9300");
-    let second_cfg = t.path("second.yaml");
-    std::fs::write(&second_cfg, yaml).expect("write");
-    let second_stats = t.path("second-stats.json");
     let started = std::time::Instant::now();
-    let _second = t.client.spawn(
-        &[
-            env!("CARGO_BIN_EXE_rawtun"),
-            "run",
-            "-c",
-            second_cfg.to_str().unwrap(),
-            "--stats-file",
-            second_stats.to_str().unwrap(),
-        ],
-        Some(&t.path("second.log")),
-    );
+    let (_second, second_stats) = spawn_rawtun(&t, &t.client, "second", &yaml);
     let connected = wait_for(Duration::from_secs(10), || {
         std::fs::read_to_string(&second_stats)
             .ok()
@@ -569,6 +556,31 @@ fn client_yaml(base: &str, private: &str, server_public: &str, ports: (u16, u16,
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", ports.1))
         .replace("127.0.0.1:9100", &format!("127.0.0.1:{}", ports.2))
         + &format!("identity:\n  private_key: \"{private}\"\n")
+}
+
+/// Starts one more `rawtun run` for `config` (a file in the topology's directory named
+/// `NAME.yaml`) in `ns`, with its stats file `NAME-stats.json` and log `NAME.log`.
+fn spawn_rawtun(
+    t: &Topology,
+    ns: &common::Netns,
+    name: &str,
+    yaml: &str,
+) -> (common::ChildGuard, std::path::PathBuf) {
+    let config = t.path(&format!("{name}.yaml"));
+    std::fs::write(&config, yaml).expect("write the config");
+    let stats = t.path(&format!("{name}-stats.json"));
+    let child = ns.spawn(
+        &[
+            env!("CARGO_BIN_EXE_rawtun"),
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--stats-file",
+            stats.to_str().unwrap(),
+        ],
+        Some(&t.path(&format!("{name}.log"))),
+    );
+    (child, stats)
 }
 
 fn stats_of(path: &std::path::Path) -> serde_json::Value {
@@ -755,40 +767,14 @@ fn clients_with_their_own_keys_and_one_removed_by_reload() {
         .replace(&format!("{key_line}\n"), "")
         .replace(":9999", ":9998")
         + &format!("identity:\n  private_key: \"{bob_private}\"\nclients:\n  - name: alice\n    public_key: \"{alice_public}\"\n");
-    let rogue_cfg = t.path("rogue.yaml");
-    std::fs::write(&rogue_cfg, rogue).expect("write");
-    let rogue_stats = t.path("rogue-stats.json");
-    let _rogue = t.server.spawn(
-        &[
-            rawtun,
-            "run",
-            "-c",
-            rogue_cfg.to_str().unwrap(),
-            "--stats-file",
-            rogue_stats.to_str().unwrap(),
-        ],
-        Some(&t.path("rogue.log")),
-    );
+    let (_rogue, rogue_stats) = spawn_rawtun(&t, &t.server, "rogue", &rogue);
     let lured = std::fs::read_to_string(&clients[0].1)
         .unwrap()
         .replace(":9999", ":9998")
         .replace("127.0.0.1:1080", "127.0.0.1:1090")
         .replace("127.0.0.1:9000", "127.0.0.1:9600")
         .replace("127.0.0.1:9100", "127.0.0.1:9700");
-    let lured_cfg = t.path("lured.yaml");
-    std::fs::write(&lured_cfg, lured).expect("write");
-    let lured_stats = t.path("lured-stats.json");
-    let _lured = t.client.spawn(
-        &[
-            rawtun,
-            "run",
-            "-c",
-            lured_cfg.to_str().unwrap(),
-            "--stats-file",
-            lured_stats.to_str().unwrap(),
-        ],
-        Some(&t.path("lured.log")),
-    );
+    let (_lured, lured_stats) = spawn_rawtun(&t, &t.client, "lured", &lured);
     let refused = wait_for(Duration::from_secs(15), || {
         count(&stats_of(&rogue_stats), "dropped_syn_invalid") >= 2
     });

@@ -16,71 +16,7 @@ use rawtun::mux::{MuxEvent, StreamId};
 /// Sends `total` bytes on one stream client → server through `model`; returns virtual time
 /// taken and checks every byte.
 fn transfer(model: LinkModel, total: u64) -> Duration {
-    let mut sim = Sim::new(model, "k", "k");
-    let start = sim.now;
-    let mut stream: Option<StreamId> = None;
-    let mut credit: i64 = 1 << 20;
-    let mut written = 0u64;
-    let mut received = 0u64;
-    let mut finished = false;
-    let mut cev = Vec::new();
-    let mut sev = Vec::new();
-    let mut chunk = Vec::with_capacity(64 * 1024);
-    let limit = start + Duration::from_secs(600);
-    while !finished {
-        assert!(
-            sim.now < limit,
-            "transfer stalled: {received} of {total} bytes"
-        );
-        sim.step(&mut cev, &mut sev);
-        for e in cev.drain(..) {
-            match e {
-                ConnEvent::Established => {
-                    stream = Some(sim.client.open_stream(b"sim").expect("open stream"));
-                }
-                ConnEvent::Stream(MuxEvent::Sent { bytes, .. }) => credit += bytes as i64,
-                ConnEvent::SessionLost(r) => panic!("client session lost: {r:?}"),
-                _ => {}
-            }
-        }
-        for ListenerEvent { peer, event } in sev.drain(..) {
-            match event {
-                ConnEvent::Stream(MuxEvent::Opened { payload, .. }) => {
-                    assert_eq!(payload, b"sim");
-                }
-                ConnEvent::Stream(MuxEvent::Data { id, data }) => {
-                    for (i, b) in data.iter().enumerate() {
-                        let want = pattern(1, received + i as u64);
-                        assert_eq!(*b, want, "byte {} differs", received + i as u64);
-                    }
-                    received += data.len() as u64;
-                    let conn = sim.server.connection_mut(&peer).expect("server conn");
-                    conn.stream_consumed(id, data.len());
-                }
-                ConnEvent::Stream(MuxEvent::Finished { .. }) => {
-                    assert_eq!(received, total);
-                    finished = true;
-                }
-                ConnEvent::SessionLost(r) => panic!("server session lost: {r:?}"),
-                _ => {}
-            }
-        }
-        if let Some(id) = stream {
-            while credit > 0 && written < total {
-                let n = (64 * 1024).min(total - written).min(credit as u64);
-                chunk.clear();
-                chunk.extend((0..n).map(|i| pattern(1, written + i)));
-                assert!(sim.client.stream_write(id, &chunk));
-                written += n;
-                credit -= n as i64;
-                if written == total {
-                    sim.client.stream_finish(id);
-                }
-            }
-        }
-        sim.advance();
-    }
-    sim.now - start
+    Sim::new(model, "k", "k").transfer(total)
 }
 
 #[test]

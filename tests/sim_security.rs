@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::sim::*;
 use rand::{Rng, SeedableRng};
 use rawtun::crypto::{ClientIdentity, PublicKey, ServerIdentity, StaticSecret};
-use rawtun::endpoint::{CloseNotice, CloseReason, ConnEvent, ListenerEvent, Phase};
+use rawtun::endpoint::{CloseNotice, CloseReason, ConnEvent, Phase};
 use rawtun::io::mem::LinkModel;
 use rawtun::mux::MuxEvent;
 use rawtun::wire::{parse_frame, LinkType, TcpFlags};
@@ -425,62 +425,7 @@ fn rekeys_every_300_packets_through_loss_and_reordering() {
         ..clean_link(20, 13)
     };
     let mut sim = Sim::with(model, cfg, client, ids, now);
-    let total: u64 = 50 << 20;
-    let (mut cev, mut sev) = (Vec::new(), Vec::new());
-    let mut stream = None;
-    let (mut written, mut received, mut credit) = (0u64, 0u64, 1i64 << 20);
-    let mut chunk = Vec::new();
-    let mut finished = false;
-    let limit = sim.now + Duration::from_secs(900);
-    while !finished {
-        assert!(sim.now < limit, "stalled at {received} of {total}");
-        sim.step(&mut cev, &mut sev);
-        for e in cev.drain(..) {
-            match e {
-                ConnEvent::Established => stream = sim.client.open_stream(b"rekey"),
-                ConnEvent::Stream(MuxEvent::Sent { bytes, .. }) => credit += bytes as i64,
-                ConnEvent::SessionLost(r) => panic!("client lost: {r:?}"),
-                _ => {}
-            }
-        }
-        for ListenerEvent { peer, event } in sev.drain(..) {
-            match event {
-                ConnEvent::Stream(MuxEvent::Data { id, data }) => {
-                    for (i, b) in data.iter().enumerate() {
-                        assert_eq!(
-                            *b,
-                            pattern(3, received + i as u64),
-                            "byte {}",
-                            received + i as u64
-                        );
-                    }
-                    received += data.len() as u64;
-                    sim.server
-                        .connection_mut(&peer)
-                        .unwrap()
-                        .stream_consumed(id, data.len());
-                }
-                ConnEvent::Stream(MuxEvent::Finished { .. }) => finished = true,
-                ConnEvent::SessionLost(r) => panic!("server lost: {r:?}"),
-                _ => {}
-            }
-        }
-        if let Some(id) = stream {
-            while credit > 0 && written < total {
-                let n = (64 * 1024).min(total - written).min(credit as u64);
-                chunk.clear();
-                chunk.extend((0..n).map(|i| pattern(3, written + i)));
-                assert!(sim.client.stream_write(id, &chunk));
-                written += n;
-                credit -= n as i64;
-                if written == total {
-                    sim.client.stream_finish(id);
-                }
-            }
-        }
-        sim.advance();
-    }
-    assert_eq!(received, total);
+    sim.transfer(50 << 20);
     let updates = sim.client.stats().key_updates;
     assert!(
         updates > 100,
@@ -534,6 +479,27 @@ fn server_output(server: &mut rawtun::endpoint::Listener, now: std::time::Instan
         }
     });
     out
+}
+
+/// `rounds` exchanges between `client` and `server` (wired directly), `step` apart.
+fn exchange(
+    client: &mut rawtun::endpoint::Connection,
+    server: &mut rawtun::endpoint::Listener,
+    mut t: std::time::Instant,
+    rounds: usize,
+    step: Duration,
+) {
+    let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
+    for _ in 0..rounds {
+        while let Some(r) = client.poll_transmit(t, &mut buf) {
+            let f = buf[r].to_vec();
+            feed(server, &f, t);
+        }
+        for f in server_output(server, t) {
+            client.handle_frame(&parse_frame(LinkType::Ethernet, &f).unwrap(), t);
+        }
+        t += step;
+    }
 }
 
 fn feed(server: &mut rawtun::endpoint::Listener, frame: &[u8], now: std::time::Instant) {
@@ -663,18 +629,7 @@ fn a_removed_client_costs_no_dh_and_cannot_lock_others_out() {
         now,
     )
     .unwrap();
-    let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
-    let mut t = now;
-    for _ in 0..30 {
-        while let Some(r) = a.poll_transmit(t, &mut buf) {
-            let f = buf[r].to_vec();
-            feed(&mut server, &f, t);
-        }
-        for f in server_output(&mut server, t) {
-            a.handle_frame(&parse_frame(LinkType::Ethernet, &f).unwrap(), t);
-        }
-        t += Duration::from_millis(200);
-    }
+    exchange(&mut a, &mut server, now, 30, Duration::from_millis(200));
     let d = server.stats().drops;
     assert_eq!(d.handshake_failed, 0, "DH work for a removed client: {d:?}");
     assert!(d.msg1_invalid >= 1, "{d:?}");
@@ -713,17 +668,7 @@ fn a_removed_client_costs_no_dh_and_cannot_lock_others_out() {
     let b_addr: SocketAddr = "198.18.0.60:40000".parse().unwrap();
     let mut b =
         rawtun::endpoint::Connection::client(cfg, bob, client_flow(b_addr), seed(3), now).unwrap();
-    let mut t = now;
-    for _ in 0..10 {
-        while let Some(r) = b.poll_transmit(t, &mut buf) {
-            let f = buf[r].to_vec();
-            feed(&mut server, &f, t);
-        }
-        for f in server_output(&mut server, t) {
-            b.handle_frame(&parse_frame(LinkType::Ethernet, &f).unwrap(), t);
-        }
-        t += Duration::from_millis(100);
-    }
+    exchange(&mut b, &mut server, now, 10, Duration::from_millis(100));
     assert_eq!(b.phase(), Phase::Established, "bob was locked out");
 }
 

@@ -228,6 +228,73 @@ impl Sim {
         }
     }
 
+    /// Sends `total` bytes on one stream client → server (opened once the session is up),
+    /// checking every byte on arrival; returns the virtual time it took.
+    pub fn transfer(&mut self, total: u64) -> Duration {
+        use rawtun::mux::{MuxEvent, StreamId};
+        let start = self.now;
+        let mut stream: Option<StreamId> = None;
+        let (mut credit, mut written, mut received) = (1i64 << 20, 0u64, 0u64);
+        let mut finished = false;
+        let (mut cev, mut sev) = (Vec::new(), Vec::new());
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        let limit = start + Duration::from_secs(900);
+        while !finished {
+            assert!(
+                self.now < limit,
+                "transfer stalled: {received} of {total} bytes"
+            );
+            self.step(&mut cev, &mut sev);
+            for e in cev.drain(..) {
+                match e {
+                    ConnEvent::Established => {
+                        stream = Some(self.client.open_stream(b"sim").expect("open stream"));
+                    }
+                    ConnEvent::Stream(MuxEvent::Sent { bytes, .. }) => credit += bytes as i64,
+                    ConnEvent::SessionLost(r) => panic!("client session lost: {r:?}"),
+                    _ => {}
+                }
+            }
+            for ListenerEvent { peer, event } in sev.drain(..) {
+                match event {
+                    ConnEvent::Stream(MuxEvent::Opened { payload, .. }) => {
+                        assert_eq!(payload, b"sim");
+                    }
+                    ConnEvent::Stream(MuxEvent::Data { id, data }) => {
+                        for (i, b) in data.iter().enumerate() {
+                            let at = received + i as u64;
+                            assert_eq!(*b, pattern(1, at), "byte {at} differs");
+                        }
+                        received += data.len() as u64;
+                        let conn = self.server.connection_mut(&peer).expect("server conn");
+                        conn.stream_consumed(id, data.len());
+                    }
+                    ConnEvent::Stream(MuxEvent::Finished { .. }) => {
+                        assert_eq!(received, total);
+                        finished = true;
+                    }
+                    ConnEvent::SessionLost(r) => panic!("server session lost: {r:?}"),
+                    _ => {}
+                }
+            }
+            if let Some(id) = stream {
+                while credit > 0 && written < total {
+                    let n = (64 * 1024).min(total - written).min(credit as u64);
+                    chunk.clear();
+                    chunk.extend((0..n).map(|i| pattern(1, written + i)));
+                    assert!(self.client.stream_write(id, &chunk));
+                    written += n;
+                    credit -= n as i64;
+                    if written == total {
+                        self.client.stream_finish(id);
+                    }
+                }
+            }
+            self.advance();
+        }
+        self.now - start
+    }
+
     /// Moves virtual time to the next thing that is due.
     pub fn advance(&mut self) {
         let next = [
@@ -247,7 +314,6 @@ impl Sim {
 }
 
 /// An Ethernet frame of a TCP segment `src` → `dst` (toward the server's MAC).
-#[allow(clippy::too_many_arguments)]
 pub fn segment(
     src: SocketAddr,
     dst: SocketAddr,
@@ -257,49 +323,14 @@ pub fn segment(
     tsval: Option<u32>,
     payload: &[u8],
 ) -> Vec<u8> {
-    use rawtun::wire::{emit_frame, header_len, FrameRepr, TcpOptions};
-    let repr = FrameRepr {
-        link: LinkType::Ethernet,
-        src_mac: CLIENT_MAC,
-        dst_mac: SERVER_MAC,
-        src,
-        dst,
-        ttl: 64,
-        ip_id: 7,
-        seq,
-        ack,
-        flags,
-        window: 65535,
-        options: TcpOptions {
-            timestamp: tsval.map(|v| (v, 0)),
-            ..TcpOptions::default()
-        },
-    };
-    let at = header_len(&repr);
-    let mut buf = vec![0u8; at + payload.len()];
-    buf[at..].copy_from_slice(payload);
-    let start = emit_frame(&repr, &mut buf, at, payload.len()).expect("emit");
-    buf[start..].to_vec()
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    super::attack::segment(macs, src, dst, flags, seq, ack, tsval, payload)
 }
 
 /// `frame` with its source address and port replaced (checksums recomputed).
 pub fn from_address(frame: &[u8], src: SocketAddr) -> Vec<u8> {
-    rewrite(frame, |repr, _| repr.src = src)
+    super::attack::rewrite(frame, |repr, _| repr.src = src)
 }
 
-/// `frame` after `edit` changed its header or payload (checksums recomputed).
-pub fn rewrite(
-    frame: &[u8],
-    edit: impl FnOnce(&mut rawtun::wire::FrameRepr, &mut Vec<u8>),
-) -> Vec<u8> {
-    use rawtun::wire::{emit_frame, header_len};
-    let p = parse_frame(LinkType::Ethernet, frame).expect("parse");
-    let mut repr = p.repr;
-    let mut payload = p.payload.to_vec();
-    edit(&mut repr, &mut payload);
-    let at = header_len(&repr);
-    let mut buf = vec![0u8; at + payload.len()];
-    buf[at..].copy_from_slice(&payload);
-    let start = emit_frame(&repr, &mut buf, at, payload.len()).expect("emit");
-    buf[start..].to_vec()
-}
+#[allow(unused_imports)] // each test binary uses a different part of the harness
+pub use super::attack::rewrite;
