@@ -27,6 +27,24 @@ fn quiet_spec() -> TunnelSpec {
     }
 }
 
+/// A pair with firewall rules, configs from `spec`, the forward's target listening and the
+/// server started (the client is the test's to start).
+fn pair_with_server(
+    spec: &TunnelSpec,
+) -> (
+    Topology,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::net::TcpListener,
+) {
+    let mut t = Topology::pair();
+    t.apply_firewall(spec.port);
+    let (server_cfg, client_cfg) = t.write_configs(spec);
+    let target = listen(&t.server, TARGET);
+    t.start_server();
+    (t, server_cfg, client_cfg, target)
+}
+
 /// Every IP packet the server sent while `attack` ran (ARP excluded: any host does that).
 fn sent_by_server_during(t: &Topology, name: &str, attack: impl FnOnce()) -> Vec<String> {
     let file = t.path(&format!("{name}.pcap"));
@@ -73,12 +91,8 @@ fn echo_once(t: &Topology, listener: &std::net::TcpListener) {
 fn server_sends_nothing_to_strangers_replays_or_corrupted_packets() {
     require_root();
     let _s = serial();
-    let mut t = Topology::pair();
     let spec = quiet_spec();
-    t.apply_firewall(spec.port);
-    t.write_configs(&spec);
-    let target = listen(&t.server, TARGET);
-    t.start_server();
+    let (mut t, _, _, target) = pair_with_server(&spec);
     // Record the client's opening (and everything else it sends) as the server receives it.
     let from_client = format!("tcp dst port {} and src host {}", spec.port, t.client_ip);
     let rec = Recorder::start(&t.server, &t.server_if, &from_client);
@@ -404,12 +418,8 @@ fn flood(iface: &str, macs: ([u8; 6], [u8; 6]), server: SocketAddr, openings: &[
 fn a_flood_does_not_starve_sessions_or_lock_out_new_clients() {
     require_root();
     let _s = serial();
-    let mut t = Topology::pair();
     let spec = TunnelSpec::default();
-    t.apply_firewall(spec.port);
-    let (server_cfg, client_cfg) = t.write_configs(&spec);
-    let target = listen(&t.server, TARGET);
-    t.start_server();
+    let (mut t, server_cfg, client_cfg, target) = pair_with_server(&spec);
     let from_client = format!("tcp dst port {} and src host {}", spec.port, t.client_ip);
     let rec = Recorder::start(&t.server, &t.server_if, &from_client);
     t.start_client();
@@ -602,8 +612,8 @@ fn count(v: &serde_json::Value, key: &str) -> u64 {
 fn clients_with_their_own_keys_and_one_removed_by_reload() {
     require_root();
     let _s = serial();
-    let mut t = Topology::pair();
     let spec = TunnelSpec::default();
+    let mut t = Topology::pair();
     t.apply_firewall(spec.port);
     let (server_cfg, client_cfg) = t.write_configs(&spec);
     let target = listen(&t.server, TARGET);

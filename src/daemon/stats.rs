@@ -363,42 +363,34 @@ impl Stats {
             "Open UDP associations.",
             u.associations_active,
         );
-        let _ = writeln!(
-            s,
-            "# HELP rawtun_udp_dropped_total Datagrams not carried, by reason.\n# TYPE rawtun_udp_dropped_total counter"
+        by_reason(
+            &mut s,
+            "udp_dropped_total",
+            "Datagrams not carried, by reason.",
+            &r.role,
+            [
+                ("oversize", u.dropped_oversize),
+                ("queue_full", u.dropped_queue_full),
+                ("fragment", u.dropped_fragment),
+                ("foreign", u.dropped_foreign),
+                ("malformed", u.dropped_malformed),
+                ("denied", u.dropped_denied),
+                ("limit", u.dropped_limit),
+                ("session_refused", t.datagrams_dropped),
+                ("unroutable", t.datagrams_unroutable),
+                ("task_behind", t.datagrams_app_full),
+            ],
         );
-        for (reason, value) in [
-            ("oversize", u.dropped_oversize),
-            ("queue_full", u.dropped_queue_full),
-            ("fragment", u.dropped_fragment),
-            ("foreign", u.dropped_foreign),
-            ("malformed", u.dropped_malformed),
-            ("denied", u.dropped_denied),
-            ("limit", u.dropped_limit),
-            ("session_refused", t.datagrams_dropped),
-            ("unroutable", t.datagrams_unroutable),
-            ("task_behind", t.datagrams_app_full),
-        ] {
-            let _ = writeln!(
-                s,
-                "rawtun_udp_dropped_total{{role=\"{}\",reason=\"{reason}\"}} {value}",
-                r.role
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP rawtun_dropped_total Packets dropped without an answer, by reason.\n# TYPE rawtun_dropped_total counter"
+        by_reason(
+            &mut s,
+            "dropped_total",
+            "Packets dropped without an answer, by reason.",
+            &r.role,
+            t.drops.reasons().into_iter().chain([
+                ("queue_full", t.queue_full),
+                ("parse_error", t.parse_errors),
+            ]),
         );
-        for (reason, value) in t.drops.reasons().into_iter().chain([
-            ("queue_full", t.queue_full),
-            ("parse_error", t.parse_errors),
-        ]) {
-            let _ = writeln!(
-                s,
-                "rawtun_dropped_total{{role=\"{}\",reason=\"{reason}\"}} {value}",
-                r.role
-            );
-        }
         let _ = writeln!(
             s,
             "# HELP rawtun_client_sessions Established sessions per client.\n# TYPE rawtun_client_sessions gauge"
@@ -434,5 +426,26 @@ impl Stats {
             );
         }
         s
+    }
+}
+
+/// One Prometheus counter family with a `reason` label.
+fn by_reason<'a>(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    role: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "# HELP rawtun_{name} {help}\n# TYPE rawtun_{name} counter"
+    );
+    for (reason, value) in values {
+        let _ = writeln!(
+            s,
+            "rawtun_{name}{{role=\"{role}\",reason=\"{reason}\"}} {value}"
+        );
     }
 }
