@@ -451,6 +451,9 @@ pub struct Topology {
     pub client_ip: Ipv4Addr,
     /// Server veth address (/30).
     pub server_ip: Ipv4Addr,
+    /// IPv6 addresses (2001:2::/48, /64 per pair) of a pair built by [`Topology::pair_v6`];
+    /// `write_configs` then puts the tunnel on IPv6.
+    pub v6: Option<(std::net::Ipv6Addr, std::net::Ipv6Addr)>,
     spec: Option<TunnelSpec>,
     /// The emulated link between the two, for topologies built by [`Topology::wan`].
     link: Option<wan::WanLink>,
@@ -551,10 +554,39 @@ impl Topology {
             server_mac,
             client_ip,
             server_ip,
+            v6: None,
             spec: None,
             link: None,
             dir: tempfile::tempdir().expect("the temp dir is writable"),
         }
+    }
+
+    /// [`Topology::pair`] with IPv6 on the veth as well (2001:2:0:N::1 and ::2 /64, no
+    /// duplicate-address detection wait); configs written afterwards put the tunnel on IPv6.
+    pub fn pair_v6() -> Topology {
+        let mut t = Topology::pair();
+        let n: u16 = t.client_if.trim_start_matches("rtc").parse().unwrap_or(0);
+        let ip = |host: u16| std::net::Ipv6Addr::new(0x2001, 2, 0, n, 0, 0, 0, host);
+        let (c, s) = (ip(1), ip(2));
+        for (ns, ifname, addr) in [(&t.client, &t.client_if, c), (&t.server, &t.server_if, s)] {
+            ns.exec_ok(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{ifname}.disable_ipv6=0"),
+            ]);
+            ns.exec_ok(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ]);
+        }
+        t.v6 = Some((c, s));
+        t
     }
 
     /// [`Topology::pair`], firewall rules on both ends, configs from `spec`, both daemons
@@ -593,19 +625,33 @@ impl Topology {
         self.dir.path().join(name)
     }
 
-    /// Renders `server.yaml` and `client.yaml` into the temporary directory.
+    /// Renders `server.yaml` and `client.yaml` into the temporary directory (on IPv6 for a
+    /// pair from [`Topology::pair_v6`]).
     pub fn write_configs(&mut self, spec: &TunnelSpec) -> (PathBuf, PathBuf) {
+        let (family, listen, server_ip, client_ip) = match self.v6 {
+            Some((c, s)) => (
+                "ipv6",
+                format!("[{s}]:{}", spec.port),
+                format!("[{s}]"),
+                format!("[{c}]"),
+            ),
+            None => (
+                "ipv4",
+                format!(":{}", spec.port),
+                self.server_ip.to_string(),
+                self.client_ip.to_string(),
+            ),
+        };
         let server = format!(
             "role: server\n\
              log:\n  level: {level}\n\
-             listen:\n  addr: \":{port}\"\n\
-             network:\n  interface: \"{ifname}\"\n  ipv4:\n    addr: \"{ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
+             listen:\n  addr: \"{listen}\"\n\
+             network:\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{server_ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
              transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
             extra = transport_extra(spec),
             level = spec.log_level,
             port = spec.port,
             ifname = self.server_if,
-            ip = self.server_ip,
             peer_mac = self.client_mac,
             key = spec.server_key,
         );
@@ -614,7 +660,6 @@ impl Topology {
              log:\n  level: {level}\n\
              server:\n  addr: \"{server_ip}:{port}\"\n",
             level = spec.log_level,
-            server_ip = self.server_ip,
             port = spec.port,
         );
         if let Some(socks) = &spec.socks5 {
@@ -631,11 +676,10 @@ impl Topology {
             }
         }
         client += &format!(
-            "network:\n  interface: \"{ifname}\"\n  ipv4:\n    addr: \"{ip}:0\"\n    router_mac: \"{peer_mac}\"\n\
+            "network:\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{client_ip}:0\"\n    router_mac: \"{peer_mac}\"\n\
              transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
             extra = transport_extra(spec),
             ifname = self.client_if,
-            ip = self.client_ip,
             peer_mac = self.server_mac,
             key = spec.client_key,
         );

@@ -216,6 +216,7 @@ impl Topology {
             server_mac,
             client_ip,
             server_ip,
+            v6: None,
             spec: None,
             link: Some(wan),
             dir,
