@@ -3,7 +3,8 @@
 # end-to-end tests build network namespaces, install firewall rules and open raw sockets.
 #
 # Steps: deps.sh, cargo fmt --check, clippy (-D warnings), cargo test --all-targets (unit,
-# integration, namespace e2e, benches in test mode), doc tests, cargo doc (-D warnings).
+# integration, namespace e2e, benches in test mode), doc tests, cargo doc (-D warnings),
+# and every fuzz target for a few seconds on its corpus (scripts/fuzz.sh; FUZZ_SECONDS).
 # Ends with one summary line: "test.sh: PASS ..." or "test.sh: FAIL at <step> ...".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,4 +40,5 @@ step clippy cargo clippy --all-targets -- -D warnings
 step test timeout 1500 cargo test --all-targets --no-fail-fast -- --include-ignored
 step doctest cargo test --doc
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
+step fuzz bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
 echo "test.sh: PASS (${done_steps[*]}) in $(($(date +%s) - start)) s"

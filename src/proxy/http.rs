@@ -35,13 +35,17 @@ pub async fn serve_http_connect<C: Connector>(
 
 /// Why a request head was refused, with the status line to answer.
 #[derive(Debug, thiserror::Error)]
-enum HeadError {
+pub enum HeadError {
+    /// The client's connection ended or failed before the head was complete.
     #[error("connection ended: {0}")]
     Io(#[from] std::io::Error),
+    /// No end of the head within [`MAX_HEAD`] bytes.
     #[error("request head larger than {MAX_HEAD} bytes")]
     TooLarge,
+    /// Not `METHOD AUTHORITY HTTP/1.x`, not UTF-8, or an authority that is not host:port.
     #[error("malformed request line")]
     Malformed,
+    /// A method other than CONNECT.
     #[error("method {0:?} is not CONNECT")]
     Method(String),
 }
@@ -68,7 +72,7 @@ pub(crate) async fn session<S, C>(
 {
     let started = Instant::now();
     let (target, early_data) =
-        match tokio::time::timeout(handshake_timeout, read_request(&mut client)).await {
+        match tokio::time::timeout(handshake_timeout, read_connect_request(&mut client)).await {
             Err(_) => {
                 debug!(%peer, "http-connect: request timed out");
                 return;
@@ -123,8 +127,9 @@ async fn respond<S: AsyncWrite + Unpin>(client: &mut S, status: &str) -> std::io
     client.flush().await
 }
 
-/// Reads the request head; returns the target and any bytes the client sent after the head.
-async fn read_request<S: AsyncRead + Unpin>(
+/// Reads a CONNECT request head from a local client; returns the target and any bytes the
+/// client sent after the head (early data, relayed once the stream is up).
+pub async fn read_connect_request<S: AsyncRead + Unpin>(
     client: &mut S,
 ) -> Result<(Target, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);

@@ -38,7 +38,7 @@ use crate::tunnel::{ConnectResult, Target};
 
 pub use dial::{dial, resolve, DialPolicy};
 pub use forward::serve_tcp_forward;
-pub use http::serve_http_connect;
+pub use http::{read_connect_request, serve_http_connect, HeadError};
 pub use relay::relay;
 pub use server::serve_stream;
 pub use socks5::{serve_socks5, Socks5Auth};
