@@ -49,6 +49,7 @@ fn conn_cfg(key: &str) -> ConnConfig {
             session_window: 8 << 20,
             keepalive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            ..MuxConfig::default()
         },
         handshake_timeout: Duration::from_secs(30),
     }

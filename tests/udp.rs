@@ -253,7 +253,7 @@ fn dns_query_through_socks5_udp_associate() {
 /// large as a datagram to an IPv4 destination may be.
 fn payload(seq: u32) -> Vec<u8> {
     let mut rng = Prng::new(u64::from(seq) ^ 0x5eed);
-    let len = if seq % 100 == 0 {
+    let len = if seq.is_multiple_of(100) {
         MAX_PAYLOAD_V4
     } else {
         8 + (rng.next_u64() % 500) as usize

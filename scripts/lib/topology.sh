@@ -134,6 +134,10 @@ network:
 transport:
   kcp:
     key: "$key"
+# The demo's and benchmarks' targets listen on the server's loopback, which the default
+# target policy refuses: open it explicitly.
+targets:
+  allow: ["public", "127.0.0.0/8", "::1"]
 YAML
     {
         echo "role: client"

@@ -14,6 +14,7 @@ mod client;
 pub mod control;
 pub mod dump;
 mod frontends;
+mod inbox;
 pub mod ping;
 mod server;
 mod stats;
@@ -125,8 +126,24 @@ pub fn conn_config(cfg: &Config, psk: Psk, link: LinkType) -> ConnConfig {
             session_window: t.kcp.smuxbuf.min(u32::MAX as usize) as u32,
             keepalive: t.timeouts.keepalive,
             idle_timeout: t.timeouts.idle,
+            max_streams: cfg.limits.streams_per_session,
         },
         handshake_timeout: t.timeouts.handshake,
+    }
+}
+
+/// The server's dial policy, per-client limits and refusal counters.
+fn server_ctx(cfg: &Config, counters: Arc<crate::proxy::LimitCounters>) -> server::ServerCtx {
+    let timeout = cfg.transport.timeouts.dial;
+    server::ServerCtx {
+        policy: crate::proxy::DialPolicy {
+            timeout,
+            targets: crate::proxy::TargetPolicy::new(cfg.targets.clone()),
+            resolver: crate::proxy::Resolver::system(cfg.limits.lookups, timeout),
+        },
+        limits: cfg.limits,
+        counters,
+        addresses: server::AddressTable::default(),
     }
 }
 
@@ -285,15 +302,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let mut senders = Vec::new();
     let mut handles = Vec::new();
-    let server_ctx = Arc::new(server::ServerCtx {
-        policy: crate::proxy::DialPolicy {
-            timeout: cfg.transport.timeouts.dial,
-            permits: {
-                let acl = cfg.targets.clone();
-                Arc::new(move |ip| acl.permits(ip))
-            },
-        },
-    });
+    let server_ctx = Arc::new(server_ctx(&cfg, stats.limits.clone()));
     let link = plan.conn.flow.link;
     for (index, tx) in txs.into_iter().enumerate() {
         let (in_tx, in_rx) = flume::bounded(WORKER_QUEUE);

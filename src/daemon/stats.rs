@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::proxy::udp::{UdpCounters, UdpSnapshot};
+use crate::proxy::{LimitCounters, LimitSnapshot};
 
 /// One worker's figures at one moment.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -95,6 +96,9 @@ pub struct Report {
     /// UDP front ends (client) or associations (server).
     #[serde(default)]
     pub udp: UdpSnapshot,
+    /// Refusals by the target policy and the per-client limits (server).
+    #[serde(default)]
+    pub limits: LimitSnapshot,
     pub sessions: Vec<SessionInfo>,
 }
 
@@ -115,6 +119,8 @@ pub struct Stats {
     pub connect_failures: AtomicU64,
     /// Counted by the UDP tasks.
     pub udp: Arc<UdpCounters>,
+    /// Policy and limit refusals (server).
+    pub limits: Arc<LimitCounters>,
 }
 
 impl Stats {
@@ -127,6 +133,7 @@ impl Stats {
             dial_failures: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             udp: Arc::default(),
+            limits: Arc::default(),
         })
     }
 
@@ -159,6 +166,7 @@ impl Stats {
             dial_failures: self.dial_failures.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
             udp: self.udp.snapshot(),
+            limits: self.limits.snapshot(),
             sessions,
         }
     }
@@ -176,6 +184,9 @@ impl Stats {
                 for (k, v) in udp {
                     m.insert(format!("udp_{k}"), v);
                 }
+            }
+            if let Ok(serde_json::Value::Object(limits)) = serde_json::to_value(r.limits) {
+                m.extend(limits);
             }
         }
         v.to_string()
@@ -318,6 +329,26 @@ impl Stats {
             let _ = writeln!(
                 s,
                 "rawtun_udp_dropped_total{{role=\"{}\",reason=\"{reason}\"}} {value}",
+                r.role
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP rawtun_refused_total Opens and targets refused by the target policy or a per-client limit, by reason.\n# TYPE rawtun_refused_total counter"
+        );
+        let l = &r.limits;
+        for (reason, value) in [
+            ("target_denied", l.targets_denied),
+            ("streams_per_session", l.refused_streams),
+            ("dials_per_session", l.refused_dials),
+            ("lookups_per_session", l.refused_lookups),
+            ("udp_associations_per_session", l.refused_udp),
+            ("sessions_per_address", l.refused_sessions),
+            ("receive_buffer", l.reset_over_buffer),
+        ] {
+            let _ = writeln!(
+                s,
+                "rawtun_refused_total{{role=\"{}\",reason=\"{reason}\"}} {value}",
                 r.role
             );
         }

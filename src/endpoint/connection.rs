@@ -75,6 +75,8 @@ pub enum CloseReason {
     Protocol,
     /// The packet counter is exhausted (2^62 packets); a new session is needed.
     CounterExhausted,
+    /// Closed by the daemon's policy (a per-client limit such as sessions per address).
+    Limit,
 }
 
 /// What a connection reports to its driver.
@@ -390,6 +392,12 @@ impl Connection {
 
     pub fn poll_event(&mut self) -> Option<ConnEvent> {
         self.events.pop_front()
+    }
+
+    /// Ends the session because a per-client limit refuses it (reported as
+    /// `SessionLost(CloseReason::Limit)`).
+    pub fn close_by_limit(&mut self) {
+        self.close(CloseReason::Limit);
     }
 
     fn close(&mut self, reason: CloseReason) {

@@ -11,6 +11,7 @@ fn cfg() -> MuxConfig {
         session_window: 1024 * 1024,
         keepalive: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        max_streams: 64,
     }
 }
 

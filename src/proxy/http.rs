@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::{accept_loop, close_gracefully, relay::pipe, Connector, HANDSHAKE_TIMEOUT};
+use super::{accept_loop, close_gracefully, relay::pipe, Abortable, Connector, HANDSHAKE_TIMEOUT};
 use crate::tunnel::{ConnectResult, Target};
 
 /// Largest accepted request head (request line and headers), in bytes.
@@ -67,7 +67,7 @@ pub(crate) async fn session<S, C>(
     connector: &C,
     handshake_timeout: Duration,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Abortable + Unpin + Send,
     C: Connector,
 {
     let started = Instant::now();
@@ -114,10 +114,11 @@ pub(crate) async fn session<S, C>(
             return;
         }
     }
-    let (up, down) = pipe(client, tunnel).await;
+    let o = pipe(client, tunnel).await;
     info!(
-        %peer, %target, result = ?ConnectResult::Ok, up = up + early_data.len() as u64, down,
-        ms = started.elapsed().as_millis() as u64, "http-connect: closed"
+        %peer, %target, result = ?ConnectResult::Ok, up = o.up + early_data.len() as u64,
+        down = o.down, clean = o.clean, ms = started.elapsed().as_millis() as u64,
+        "http-connect: closed"
     );
 }
 

@@ -383,7 +383,14 @@ pub struct TunnelSpec {
     /// Extra lines under `transport` of both configs, unindented
     /// (`"timeouts:\n  keepalive: 10\n"`).
     pub transport_yaml: String,
+    /// Extra top-level sections of the server config (`targets`, `limits`). The default
+    /// opens the server namespace's loopback, where the tests' targets listen (the default
+    /// target policy refuses it); empty = the server's default policy.
+    pub server_yaml: String,
 }
+
+/// The default [`TunnelSpec::server_yaml`]: the public internet plus the loopback targets.
+pub const ALLOW_LOOPBACK: &str = "targets:\n  allow: [\"public\", \"127.0.0.0/8\", \"::1\"]\n";
 
 impl Default for TunnelSpec {
     /// One shared fresh key, port 9999, SOCKS5 on 127.0.0.1:1080, and two forwards:
@@ -409,6 +416,7 @@ impl Default for TunnelSpec {
             log_level: "info".into(),
             kcp_yaml: String::new(),
             transport_yaml: String::new(),
+            server_yaml: ALLOW_LOOPBACK.into(),
         }
     }
 }
@@ -598,8 +606,9 @@ impl Topology {
              log:\n  level: {level}\n\
              listen:\n  addr: \":{port}\"\n\
              network:\n  interface: \"{ifname}\"\n  ipv4:\n    addr: \"{ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
-             transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
+             transport:\n  kcp:\n    key: \"{key}\"\n{extra}{server_extra}",
             extra = transport_extra(spec),
+            server_extra = spec.server_yaml,
             level = spec.log_level,
             port = spec.port,
             ifname = self.server_if,
