@@ -110,8 +110,9 @@ listening() {
 }
 
 firewall_up() {
-    in_server bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" >/dev/null
-    in_client bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" --client "$SERVER_IP" >/dev/null
+    in_server bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" --local "$SERVER_IP" >/dev/null
+    in_client bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" --client "$SERVER_IP" \
+        --local "$CLIENT_IP" >/dev/null
 }
 
 # write_configs KEY FORWARD_LINES: server.yaml and client.yaml in $WORK. FORWARD_LINES is

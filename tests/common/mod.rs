@@ -582,16 +582,18 @@ impl Topology {
         }
     }
 
-    /// Runs iptables/rawtun-iptables.sh in both namespaces (server mode in the server,
-    /// `--client SERVER_IP` in the client).
+    /// Runs iptables/rawtun-iptables.sh in both namespaces (server mode for the server's
+    /// address, `--client SERVER_IP --local CLIENT_IP` in the client).
     pub fn apply_firewall(&self, port: u16) {
         let script = repo_path("iptables/rawtun-iptables.sh");
         let script = script.to_str().expect("the repository path is UTF-8");
         let port = port.to_string();
-        self.server.exec_ok(&["bash", script, "add", &port]);
-        let server_ip = self.server_ip.to_string();
-        self.client
-            .exec_ok(&["bash", script, "add", &port, "--client", &server_ip]);
+        let (server_ip, client_ip) = (self.server_ip.to_string(), self.client_ip.to_string());
+        self.server
+            .exec_ok(&["bash", script, "add", &port, "--local", &server_ip]);
+        self.client.exec_ok(&[
+            "bash", script, "add", &port, "--client", &server_ip, "--local", &client_ip,
+        ]);
     }
 
     /// Path of a file in the topology's temporary directory.
