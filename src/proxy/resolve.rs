@@ -9,7 +9,8 @@
 //!
 //! - configuration: `/etc/resolv.conf` (nameservers, search, ndots, timeout, attempts) and
 //!   `/etc/hosts`, read once when the daemon starts. Without a usable resolv.conf only
-//!   `/etc/hosts` answers (nothing is sent to a built-in public resolver);
+//!   `/etc/hosts` answers (nothing is sent to a built-in public resolver). A records are
+//!   asked first and AAAA only for a name without any (IPv4 before IPv6);
 //! - cache: positive and negative answers are kept for their TTL (negative ones at most
 //!   [`NEGATIVE_TTL_MAX`]);
 //! - concurrency: at most `limits.lookups` lookups in flight server-wide (a lookup waits
@@ -20,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::config::{ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{LookupIpStrategy, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
 use hickory_resolver::TokioResolver;
@@ -85,6 +86,9 @@ impl Resolver {
         let per_try = budget / opts.attempts as u32;
         opts.timeout = opts.timeout.min(per_try).max(Duration::from_millis(200));
         opts.negative_max_ttl = Some(NEGATIVE_TTL_MAX);
+        // A first, AAAA only when there is no A: one query for most names, and a name in
+        // /etc/hosts is not held up by a parallel AAAA query to a slow nameserver.
+        opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
         let inner = match builder.build() {
             Ok(r) => r,
             Err(error) => {
@@ -106,8 +110,8 @@ impl Resolver {
         self.slots.available_permits()
     }
 
-    /// Resolves `host` to socket addresses with `port` (IPv4 first, as the resolver's
-    /// default strategy orders them). Waits for a server-wide slot first. Cancelled by
+    /// Resolves `host` to socket addresses with `port` (its IPv4 addresses, or its IPv6
+    /// ones when it has no IPv4 address). Waits for a server-wide slot first. Cancelled by
     /// dropping the future.
     pub async fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
         if let Ok(ip) = host.parse::<IpAddr>() {

@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod data;
+pub mod socks5;
 pub mod wan;
 
 use std::fs::{self, File};
@@ -206,6 +207,14 @@ impl Netns {
         &self.name
     }
 
+    /// Writes `/etc/netns/<name>/<file>`: `ip netns exec` bind-mounts it over `/etc/<file>`
+    /// for the programs it starts afterwards (`hosts`, `resolv.conf`). Removed on drop.
+    pub fn set_etc(&self, file: &str, text: &str) {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        fs::create_dir_all(&dir).expect("/etc/netns is writable as root");
+        fs::write(dir.join(file), text).expect("/etc/netns/<name> is writable");
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).args(args);
@@ -323,6 +332,7 @@ impl Drop for Netns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
         let out = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -700,6 +710,15 @@ impl Topology {
             .rev()
             .find(|(s, _)| *s == side)
             .and_then(|(_, child)| child.exited())
+    }
+
+    /// Process id of `side`'s running daemon (the latest one started).
+    pub fn daemon_pid(&self, side: Side) -> Option<u32> {
+        self.daemons
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == side)
+            .map(|(_, child)| child.pid())
     }
 
     /// Starts `rawtun run` with the server config and waits until it is ready.
