@@ -36,7 +36,8 @@
 //! - streams: an OPEN beyond `max_streams` open streams is refused with an RST
 //!   ([`MuxEvent::Exceeded`] with [`Bound::Streams`]) and never reaches the application;
 //! - frames queued in reply: PONGs are capped, and a peer whose refused opens leave more
-//!   than `2 × max_streams` RSTs unsent (it does not read) breaks the session.
+//!   than `16 × max_streams` RSTs unsent (it opens far faster than it reads) breaks the
+//!   session.
 //!
 //! # Fairness
 //!

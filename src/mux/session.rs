@@ -10,6 +10,12 @@ use super::{
     MAX_PENDING_PONGS,
 };
 
+/// A session breaks when more than this many times `max_streams` refusal RSTs wait to be
+/// sent: the peer opens far beyond the limit faster than it reads. The factor leaves room
+/// for a burst of opens that arrives in one read (thousands fit in one KCP window) while
+/// bounding the queue (each entry a few dozen bytes).
+const OPEN_FLOOD_FACTOR: usize = 16;
+
 impl Mux {
     /// A session; the client opens odd stream ids, the server even ones.
     pub fn new(cfg: MuxConfig, is_client: bool, now: Instant) -> Self {
@@ -257,7 +263,7 @@ impl Mux {
                         bound: Bound::Streams,
                     });
                     self.queue_rst(id);
-                    if self.pending_rsts > 2 * self.cfg.max_streams.max(1) {
+                    if self.pending_rsts > OPEN_FLOOD_FACTOR * self.cfg.max_streams.max(64) {
                         return Err(ProtocolError::OpenFlood);
                     }
                     return Ok(());

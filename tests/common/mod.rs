@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod data;
+pub mod flood;
 pub mod socks5;
 pub mod wan;
 
