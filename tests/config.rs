@@ -524,3 +524,49 @@ fn unreadable_file_names_the_path() {
     );
     assert_eq!(err.line, None);
 }
+
+#[test]
+fn target_rules_and_limits_errors_name_file_line_and_field() {
+    let server = read("configs/server.yaml");
+    let origin = "configs/server.yaml";
+    for (from, to, field, says) in [
+        (
+            r#"- "127.0.0.1:22""#,
+            r#"- "127.0.0.1:0""#,
+            "targets.allow[1]",
+            "not a port",
+        ),
+        (
+            r#"- "127.0.0.1:22""#,
+            r#"- "10.0.0.1/8""#,
+            "targets.allow[1]",
+            "not public or a network",
+        ),
+        (
+            r#"- "public:25""#,
+            r#"- "[::1]25""#,
+            "targets.deny[0]",
+            "[addr/prefix]:port",
+        ),
+        (
+            "dials_per_session: 128",
+            "dials_per_session: 0",
+            "limits.dials_per_session",
+            "0 is out of range 1..=1048576",
+        ),
+    ] {
+        let (text, line) = mutate(&server, from, to);
+        expect_err(&text, origin, line, field, says);
+    }
+    let c = load("configs/server.yaml");
+    assert_eq!(
+        c.limits,
+        rawtun::config::Limits::default(),
+        "the example shows the defaults"
+    );
+    // limits and targets are server-only.
+    let client = read("configs/client.yaml");
+    let text = format!("{client}limits:\n  streams_per_session: 10\n");
+    let err = config::parse(&text, "c.yaml").expect_err("client with limits");
+    assert_eq!(err.field, "limits", "{err}");
+}
