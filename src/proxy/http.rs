@@ -39,7 +39,7 @@ pub enum HeadError {
     /// The client's connection ended or failed before the head was complete.
     #[error("connection ended: {0}")]
     Io(#[from] std::io::Error),
-    /// No end of the head within [`MAX_HEAD`] bytes.
+    /// No end of the head within 8 KiB (`MAX_HEAD`).
     #[error("request head larger than {MAX_HEAD} bytes")]
     TooLarge,
     /// Not `METHOD AUTHORITY HTTP/1.x`, not UTF-8, or an authority that is not host:port.

@@ -7,7 +7,7 @@
 //! associations ([`udp`]). The tunnel is abstracted behind [`Connector`], so these run (and
 //! are tested) without the rest of the system.
 //!
-//! Server side: [`dial`] resolves ([`resolve`], an async resolver with a bounded number of
+//! Server side: [`dial`] resolves ([`mod@resolve`], an async resolver with a bounded number of
 //! lookups in flight) and connects to a target under a [`DialPolicy`] — the
 //! [`TargetPolicy`] (safe by default: see [`policy`]) checked on every address used —
 //! within a session's [`SessionBudget`]; [`relay`] copies bytes between a tunnel stream
