@@ -293,9 +293,13 @@ impl Worker {
                 if self.with_conn(key, |conn| conn.stream_write(key.id, &data)) {
                     match self.streams.get_mut(&key) {
                         Some(slot) => slot.queue(len, credited),
-                        // The task closed already (only a late reset gets here): the mux
-                        // drops the bytes, so give their credit back.
-                        None if credited => self.return_credit(key, len),
+                        // No slot (the task sends nothing after Close, so this is not
+                        // expected): the credit returns as the bytes are framed.
+                        None if credited => {
+                            if let Some(s) = self.session_of(key) {
+                                *s.draining.entry(key.id).or_insert(0) += len;
+                            }
+                        }
                         None => {}
                     }
                 } else {
