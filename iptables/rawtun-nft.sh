@@ -3,12 +3,16 @@
 # src/sys/firewall.rs (`rawtun firewall apply` with the nftables backend).
 #
 # Usage:
-#   rawtun-nft.sh add|remove|status PORT                      # server (listens on PORT)
-#   rawtun-nft.sh add|remove|status PORT --client SERVER_IP   # client of SERVER_IP:PORT
+#   rawtun-nft.sh add|remove|status PORT --local LOCAL_IP                     # server
+#   rawtun-nft.sh add|remove|status PORT --client SERVER_IP --local LOCAL_IP  # client
 #
-# Table `inet rawtun`, three base chains per rule set, named after it: server_PORT_* or
-# client_PORT_ADDR_* (ADDR: the dotted IPv4 address, or the eight 4-digit groups of the
-# IPv6 address joined by '-'):
+# The rules match the tunnel's flow only: LOCAL_IP:PORT on a server, LOCAL_IP <-> SERVER_IP:PORT
+# on a client (same family), so other services on the same port number are left alone.
+# Every argument is checked: PORT 1..65535, addresses plain IPv4 or IPv6 literals.
+#
+# Table `inet rawtun`, three base chains per rule set, named after it: server_PORT_LOCAL_* or
+# client_PORT_SERVER_LOCAL_* (each address: dotted IPv4, or the eight 4-digit groups of
+# the IPv6 address joined by '-'):
 #   *_prerouting  hook prerouting, priority raw:    notrack the flow's incoming packets
 #   *_output      hook output,     priority raw:    notrack its outgoing packets
 #   *_rst         hook output,     priority mangle: drop the RSTs the kernel would send
@@ -20,7 +24,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 add|remove|status PORT [--client SERVER_IP]" >&2
+    echo "usage: $0 add|remove|status PORT [--client SERVER_IP] --local LOCAL_IP" >&2
     exit 64
 }
 
@@ -29,7 +33,7 @@ usage() {
 expand6() {
     local addr=${1,,} n i g
     local -a head=() tail=() groups=() digits=()
-    [[ $addr =~ ^[0-9a-f:]+$ ]] || return 1
+    [[ $addr =~ ^[0-9a-f:]+$ && $addr == *:* ]] || return 1
     if [[ $addr == *::* ]]; then
         [[ ${addr#*::} != *::* ]] || return 1
         [[ -n ${addr%%::*} ]] && IFS=: read -r -a head <<<"${addr%%::*}"
@@ -50,49 +54,72 @@ expand6() {
     (IFS=-; echo "${digits[*]}")
 }
 
+# Sets $2 to the address as nft gets it, $3 to its family (ip or ip6) and $4 to its chain
+# name part, or exits 64 naming $5.
+parse_ip() {
+    local text=$1 o name
+    if [[ $text =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]]; then
+        for o in "${BASH_REMATCH[@]:1}"; do
+            ((10#$o <= 255)) || { echo "$0: $5 must be an IPv4 or IPv6 address, got '$text'" >&2; exit 64; }
+        done
+        name=$(printf '%d.%d.%d.%d' "$((10#${BASH_REMATCH[1]}))" "$((10#${BASH_REMATCH[2]}))" \
+            "$((10#${BASH_REMATCH[3]}))" "$((10#${BASH_REMATCH[4]}))")
+        printf -v "$2" '%s' "$name"
+        printf -v "$3" ip
+        printf -v "$4" '%s' "$name"
+    elif name=$(expand6 "$text"); then
+        printf -v "$2" '%s' "${text,,}"
+        printf -v "$3" ip6
+        printf -v "$4" '%s' "$name"
+    else
+        echo "$0: $5 must be an IPv4 or IPv6 address, got '$text'" >&2
+        exit 64
+    fi
+}
+
 [[ $# -ge 2 ]] || usage
 action=$1
 port=$2
 shift 2
 server_ip=""
+local_ip=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --client)
-            [[ $# -ge 2 ]] || usage
-            server_ip=$2
+            [[ $# -ge 2 && -z $server_ip ]] || usage
+            parse_ip "$2" server_ip server_family server_name SERVER_IP
+            shift 2
+            ;;
+        --local)
+            [[ $# -ge 2 && -z $local_ip ]] || usage
+            parse_ip "$2" local_ip family local_name LOCAL_IP
             shift 2
             ;;
         *) usage ;;
     esac
 done
 case $action in add | remove | status) ;; *) usage ;; esac
-if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+if ! [[ $port =~ ^[0-9]{1,5}$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
     echo "$0: PORT must be 1..65535, got '$port'" >&2
     exit 64
 fi
 port=$((10#$port))
+if [[ -z $local_ip ]]; then
+    echo "$0: --local LOCAL_IP is required (the address of this end's tunnel packets)" >&2
+    exit 64
+fi
 if [[ -z $server_ip ]]; then
-    prefix=server_$port
-    pre="tcp dport $port"
-    outgoing="tcp sport $port"
+    prefix=server_${port}_$local_name
+    pre="$family daddr $local_ip tcp dport $port"
+    outgoing="$family saddr $local_ip tcp sport $port"
 else
-    if [[ $server_ip =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]]; then
-        for octet in "${BASH_REMATCH[@]:1}"; do
-            ((10#$octet <= 255)) || usage
-        done
-        server_ip=$(printf '%d.%d.%d.%d' "$((10#${BASH_REMATCH[1]}))" "$((10#${BASH_REMATCH[2]}))" \
-            "$((10#${BASH_REMATCH[3]}))" "$((10#${BASH_REMATCH[4]}))")
-        family=ip
-        name=$server_ip
-    elif name=$(expand6 "$server_ip"); then
-        family=ip6
-    else
-        echo "$0: SERVER_IP must be an IPv4 or IPv6 address, got '$server_ip'" >&2
+    if [[ $server_family != "$family" ]]; then
+        echo "$0: SERVER_IP $server_ip and LOCAL_IP $local_ip are of different families" >&2
         exit 64
     fi
-    prefix=client_${port}_$name
-    pre="$family saddr $server_ip tcp sport $port"
-    outgoing="$family daddr $server_ip tcp dport $port"
+    prefix=client_${port}_${server_name}_$local_name
+    pre="$family saddr $server_ip $family daddr $local_ip tcp sport $port"
+    outgoing="$family saddr $local_ip $family daddr $server_ip tcp dport $port"
 fi
 if ! command -v nft >/dev/null 2>&1; then
     echo "$0: nft not found (install the nftables package)" >&2

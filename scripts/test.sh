@@ -3,7 +3,8 @@
 # end-to-end tests build network namespaces, install firewall rules and open raw sockets.
 #
 # Steps: deps.sh, cargo fmt --check, clippy (-D warnings), cargo test --all-targets (unit,
-# integration, namespace e2e, benches in test mode), doc tests, cargo doc (-D warnings).
+# integration, namespace e2e, benches in test mode), doc tests, cargo doc (-D warnings),
+# and every fuzz target for a few seconds on its corpus (scripts/fuzz.sh; FUZZ_SECONDS).
 # Ends with one summary line: "test.sh: PASS ..." or "test.sh: FAIL at <step> ...".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,4 +43,5 @@ step test timeout 1500 cargo test --lib --bins --tests --examples --no-fail-fast
 step bench-smoke cargo test --benches --no-fail-fast
 step doctest cargo test --doc
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
+step fuzz bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
 echo "test.sh: PASS (${done_steps[*]}) in $(($(date +%s) - start)) s"

@@ -94,7 +94,7 @@ fn interface(r: &mut Report, cfg: &Config, net: &daemon::Network) {
 }
 
 fn firewall(r: &mut Report, cfg: &Config) {
-    let side = match daemon::firewall_side(cfg) {
+    let side = match daemon::firewall_side(cfg, None) {
         Ok(s) => s,
         Err(e) => {
             r.error(&format!("firewall: {e:#}"));

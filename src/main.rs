@@ -79,6 +79,26 @@ fn check(config: &Path) -> ExitCode {
         println!("# warning: block `none` sends tunnel traffic unencrypted");
     }
     print!("{}", describe_keys(&cfg));
+    if cfg.role == rawtun::config::Role::Server {
+        let policy = rawtun::proxy::TargetPolicy::new(cfg.targets.clone());
+        println!(
+            "# target policy (TCP dials and UDP destinations, checked on every resolved address):"
+        );
+        for line in policy.describe().lines() {
+            println!("#{line}");
+        }
+        let session = rawtun::proxy::session_memory_bound(&cfg);
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        println!(
+            "# memory one client session can hold: at most {:.0} MiB \
+             (3 x smuxbuf + KCP windows + {} streams x 48 KiB); \
+             one client address: {} sessions, {:.0} MiB",
+            mib(session),
+            cfg.limits.streams_per_session,
+            cfg.limits.sessions_per_address,
+            mib(session * cfg.limits.sessions_per_address as u64)
+        );
+    }
     let errors = environment::check(&cfg);
     if errors > 0 {
         println!("# {}: {errors} environment error(s)", config.display());

@@ -5,7 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rawtun::config::{self, Config, ConfigError, Host, KcpMode, LogLevel, Protocol, Role};
+use rawtun::config::{
+    self, Config, ConfigError, Host, KcpMode, LogLevel, Protocol, Role, TargetAcl,
+};
+use rawtun::proxy::TargetPolicy;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("an IP literal")
+}
 
 /// The repository root (this file is `tests/config.rs`; `file!()` is relative to the
 /// package root when it is not absolute).
@@ -110,9 +117,10 @@ fn paqet_server_fixture_loads_unchanged() {
         (32 << 20, 8 << 20),
         "rawtun defaults"
     );
-    assert!(
-        c.targets.permits("198.18.0.1".parse().unwrap()),
-        "default allows all"
+    assert_eq!(
+        c.targets.allow(),
+        &[TargetAcl::PUBLIC],
+        "default: the public internet (the policy refuses protected ranges)"
     );
 }
 
@@ -508,15 +516,22 @@ fn effective_yaml_round_trips_and_hides_the_key() {
 #[test]
 fn target_acl_from_server_example() {
     let c = load("configs/server.yaml");
-    let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
-    assert!(c.targets.permits(ip("198.51.100.7")));
-    assert!(c.targets.permits(ip("2001:db8::1")));
-    assert!(!c.targets.permits(ip("127.0.0.1")));
+    let policy = TargetPolicy::with_own_addrs(c.targets.clone(), vec![ip("203.0.113.10")]);
+    let ok = |s: &str| policy.permits(s.parse().expect("socket address literal"));
+    assert!(ok("198.51.100.7:443"));
+    assert!(ok("[2001:db8::1]:443"));
+    assert!(!ok("127.0.0.1:80"));
     assert!(
-        !c.targets.permits(ip("::ffff:10.1.2.3")),
-        "mapped IPv4 is denied too"
+        ok("127.0.0.1:22"),
+        "the example opens the server's own sshd"
     );
-    assert!(!c.targets.permits(ip("fe80::1")));
+    assert!(!ok("[::ffff:10.1.2.3]:80"), "mapped IPv4 is denied too");
+    assert!(!ok("[fe80::1]:80"));
+    assert!(!ok("169.254.169.254:80"));
+    assert!(
+        !ok("203.0.113.10:22"),
+        "the server's public address is its own"
+    );
 }
 
 #[test]
@@ -529,4 +544,50 @@ fn unreadable_file_names_the_path() {
         "{err}"
     );
     assert_eq!(err.line, None);
+}
+
+#[test]
+fn target_rules_and_limits_errors_name_file_line_and_field() {
+    let server = read("configs/server.yaml");
+    let origin = "configs/server.yaml";
+    for (from, to, field, says) in [
+        (
+            r#"- "127.0.0.1:22""#,
+            r#"- "127.0.0.1:0""#,
+            "targets.allow[1]",
+            "not a port",
+        ),
+        (
+            r#"- "127.0.0.1:22""#,
+            r#"- "10.0.0.1/8""#,
+            "targets.allow[1]",
+            "not public or a network",
+        ),
+        (
+            r#"- "public:25""#,
+            r#"- "[::1]25""#,
+            "targets.deny[0]",
+            "[addr/prefix]:port",
+        ),
+        (
+            "dials_per_session: 128",
+            "dials_per_session: 0",
+            "limits.dials_per_session",
+            "0 is out of range 1..=1048576",
+        ),
+    ] {
+        let (text, line) = mutate(&server, from, to);
+        expect_err(&text, origin, line, field, says);
+    }
+    let c = load("configs/server.yaml");
+    assert_eq!(
+        c.limits,
+        rawtun::config::Limits::default(),
+        "the example shows the defaults"
+    );
+    // limits and targets are server-only.
+    let client = read("configs/client.yaml");
+    let text = format!("{client}limits:\n  streams_per_session: 10\n");
+    let err = config::parse(&text, "c.yaml").expect_err("client with limits");
+    assert_eq!(err.field, "limits", "{err}");
 }

@@ -145,6 +145,7 @@ fn unit_has_the_required_settings_each_with_a_reason() {
         ("LockPersonality", "yes"),
         ("SystemCallArchitectures", "native"),
         ("RuntimeDirectory", "rawtun"),
+        ("ReadWritePaths", "/run/rawtun -/run/xtables.lock"),
     ];
     for (key, value) in want {
         assert_eq!(service.get(key).map(String::as_str), Some(value), "{key}");
@@ -160,6 +161,23 @@ fn unit_has_the_required_settings_each_with_a_reason() {
         let caps: Vec<&str> = service[key].split(' ').collect();
         assert!(caps.contains(&"CAP_NET_RAW") && caps.contains(&"CAP_NET_ADMIN"));
         assert!(!caps.contains(&"CAP_SYS_ADMIN"), "{key} must stay narrow");
+    }
+    // Memory and tasks are capped (a ceiling for the host, far above the per-client bounds).
+    let memory = &service["MemoryMax"];
+    let gib: u64 = memory
+        .strip_suffix('G')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("MemoryMax={memory}: expected whole GiB"));
+    assert!((1..=64).contains(&gib), "MemoryMax={memory}");
+    let tasks: u32 = service["TasksMax"].parse().expect("a number of tasks");
+    assert!((64..=4096).contains(&tasks), "TasksMax={tasks}");
+    // Nothing writable beyond rawtun's runtime directory (and the iptables lock file).
+    for path in service["ReadWritePaths"].split(' ') {
+        let path = path.trim_start_matches('-');
+        assert!(
+            path == "/run/rawtun" || path == "/run/xtables.lock",
+            "ReadWritePaths {path} is wider than rawtun's runtime directory"
+        );
     }
     // The stop timeout leaves room for the daemon's drain (at most 30 s) plus firewall removal.
     let stop: u32 = service["TimeoutStopSec"].parse().expect("seconds");

@@ -68,8 +68,46 @@ fn usage_errors_exit_64() {
             &["add", "65536"][..],
             &["add", "http"][..],
             &["add", "9999", "--client"][..],
-            &["add", "9999", "--client", "not-an-ip"][..],
+            &[
+                "add",
+                "9999",
+                "--client",
+                "not-an-ip",
+                "--local",
+                "198.18.0.1",
+            ][..],
             &["add", "9999", "--bogus"][..],
+            // No --local: the rules would match every address.
+            &["add", "9999"][..],
+            &["add", "9999", "--client", "198.18.0.2"][..],
+            // Anything that is not an address or a port is refused, including words
+            // that iptables or nft would read as options or expressions.
+            &["add", "9999", "--local", "-j ACCEPT"][..],
+            &["add", "9999", "--local", "198.18.0.2/24"][..],
+            &["add", "9999", "--local", "198.18.0.256"][..],
+            &["add", "9999", "--local", "eth0"][..],
+            &["add", "9999", "--local", "1.2.3.4; flush ruleset"][..],
+            &["add", "9999", "--local", "::ffff:1.2.3.4"][..],
+            &["add", "9999", "--local", "2001:db8::1::2"][..],
+            &[
+                "add",
+                "9999",
+                "--local",
+                "198.18.0.2",
+                "--local",
+                "198.18.0.3",
+            ][..],
+            &["add", "9999 ", "--local", "198.18.0.2"][..],
+            &["add", "99999", "--local", "198.18.0.2"][..],
+            // Client and local of different families.
+            &[
+                "add",
+                "9999",
+                "--client",
+                "2001:db8::2",
+                "--local",
+                "198.18.0.1",
+            ][..],
         ] {
             let out = script(None, which, args);
             assert_eq!(
@@ -87,26 +125,39 @@ fn usage_errors_exit_64() {
 fn iptables_server_rules_add_twice_remove_all() {
     common::require_root();
     let ns = Netns::new("ipt");
+    let local = ["--local", "198.18.0.2"];
+    let with = |action: &'static str, port: &'static str| {
+        let mut v = vec![action, port];
+        v.extend_from_slice(&local);
+        v
+    };
     assert_eq!(
-        code(&ns, IPT, &["status", "9999"]),
+        code(&ns, IPT, &with("status", "9999")),
         1,
         "nothing installed yet"
     );
-    ok(&ns, IPT, &["add", "9999"]);
-    ok(&ns, IPT, &["add", "9999"]);
-    let mut tools = vec!["iptables-save"];
+    ok(&ns, IPT, &with("add", "9999"));
+    ok(&ns, IPT, &with("add", "9999"));
+    let tools = vec!["iptables-save"];
     if have_ip6tables() {
-        tools.push("ip6tables-save");
+        assert!(
+            saved(&ns, "ip6tables-save", 9999).is_empty(),
+            "an IPv4 tunnel leaves IPv6 alone"
+        );
     }
     for tool in &tools {
         let lines = saved(&ns, tool, 9999);
         assert_eq!(lines.len(), 3, "{tool}: {lines:#?}");
+        let (dst, src) = ("-d 198.18.0.2/32", "-s 198.18.0.2/32");
         assert_eq!(
-            count(&lines, &["-A PREROUTING", "--dport 9999", "-j NOTRACK"]),
+            count(
+                &lines,
+                &["-A PREROUTING", dst, "--dport 9999", "-j NOTRACK"]
+            ),
             1
         );
         assert_eq!(
-            count(&lines, &["-A OUTPUT", "--sport 9999", "-j NOTRACK"]),
+            count(&lines, &["-A OUTPUT", src, "--sport 9999", "-j NOTRACK"]),
             1
         );
         assert_eq!(
@@ -114,6 +165,7 @@ fn iptables_server_rules_add_twice_remove_all() {
                 &lines,
                 &[
                     "-A OUTPUT",
+                    src,
                     "--sport 9999",
                     "--tcp-flags RST RST",
                     "-j DROP"
@@ -127,9 +179,13 @@ fn iptables_server_rules_add_twice_remove_all() {
     assert_eq!(raw.matches("rawtun:9999").count(), 2, "{raw}");
     let mangle = ns.exec_ok(&["iptables", "-t", "mangle", "-S"]);
     assert_eq!(mangle.matches("rawtun:9999").count(), 1, "{mangle}");
-    assert_eq!(code(&ns, IPT, &["status", "9999"]), 0);
-    // Another port is independent.
-    assert_eq!(code(&ns, IPT, &["status", "8443"]), 1);
+    assert_eq!(code(&ns, IPT, &with("status", "9999")), 0);
+    // Another port, or another address, is independent.
+    assert_eq!(code(&ns, IPT, &with("status", "8443")), 1);
+    assert_eq!(
+        code(&ns, IPT, &["status", "9999", "--local", "198.18.0.6"]),
+        1
+    );
 
     // A duplicate made by hand, and one rule missing: status says "partial".
     ns.exec_ok(&[
@@ -140,6 +196,8 @@ fn iptables_server_rules_add_twice_remove_all() {
         "OUTPUT",
         "-p",
         "tcp",
+        "-s",
+        "198.18.0.2",
         "--sport",
         "9999",
         "-j",
@@ -157,6 +215,8 @@ fn iptables_server_rules_add_twice_remove_all() {
         "PREROUTING",
         "-p",
         "tcp",
+        "-d",
+        "198.18.0.2",
         "--dport",
         "9999",
         "-j",
@@ -166,14 +226,14 @@ fn iptables_server_rules_add_twice_remove_all() {
         "--comment",
         "rawtun:9999",
     ]);
-    assert_eq!(code(&ns, IPT, &["status", "9999"]), 2);
+    assert_eq!(code(&ns, IPT, &with("status", "9999")), 2);
 
-    ok(&ns, IPT, &["remove", "9999"]);
+    ok(&ns, IPT, &with("remove", "9999"));
     for tool in &tools {
         assert_eq!(saved(&ns, tool, 9999), Vec::<String>::new(), "{tool}");
     }
-    assert_eq!(code(&ns, IPT, &["status", "9999"]), 1);
-    ok(&ns, IPT, &["remove", "9999"]); // removing nothing is fine
+    assert_eq!(code(&ns, IPT, &with("status", "9999")), 1);
+    ok(&ns, IPT, &with("remove", "9999")); // removing nothing is fine
 }
 
 #[test]
@@ -181,7 +241,7 @@ fn iptables_server_rules_add_twice_remove_all() {
 fn iptables_client_rules_add_twice_remove_all() {
     common::require_root();
     let ns = Netns::new("iptc");
-    let args = ["9999", "--client", "198.18.0.2"];
+    let args = ["9999", "--client", "198.18.0.2", "--local", "198.18.0.1"];
     let with = |action: &'static str| {
         let mut v = vec![action];
         v.extend_from_slice(&args);
@@ -192,17 +252,20 @@ fn iptables_client_rules_add_twice_remove_all() {
     ok(&ns, IPT, &with("add"));
     let lines = saved(&ns, "iptables-save", 9999);
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    let src = "-s 198.18.0.2/32";
-    let dst = "-d 198.18.0.2/32";
+    let from_server = "-s 198.18.0.2/32 -d 198.18.0.1/32";
+    let to_server = "-s 198.18.0.1/32 -d 198.18.0.2/32";
     assert_eq!(
         count(
             &lines,
-            &["-A PREROUTING", src, "--sport 9999", "-j NOTRACK"]
+            &["-A PREROUTING", from_server, "--sport 9999", "-j NOTRACK"]
         ),
         1
     );
     assert_eq!(
-        count(&lines, &["-A OUTPUT", dst, "--dport 9999", "-j NOTRACK"]),
+        count(
+            &lines,
+            &["-A OUTPUT", to_server, "--dport 9999", "-j NOTRACK"]
+        ),
         1
     );
     assert_eq!(
@@ -210,7 +273,7 @@ fn iptables_client_rules_add_twice_remove_all() {
             &lines,
             &[
                 "-A OUTPUT",
-                dst,
+                to_server,
                 "--dport 9999",
                 "--tcp-flags RST RST",
                 "-j DROP"
@@ -226,7 +289,7 @@ fn iptables_client_rules_add_twice_remove_all() {
     }
     assert_eq!(code(&ns, IPT, &with("status")), 0);
     assert_eq!(
-        code(&ns, IPT, &["status", "9999"]),
+        code(&ns, IPT, &["status", "9999", "--local", "198.18.0.1"]),
         1,
         "server rules are separate"
     );
@@ -235,12 +298,27 @@ fn iptables_client_rules_add_twice_remove_all() {
     assert_eq!(code(&ns, IPT, &with("status")), 1);
 
     if have_ip6tables() {
-        let v6 = ["add", "9999", "--client", "2001:db8::2"];
+        let v6 = [
+            "add",
+            "9999",
+            "--client",
+            "2001:db8::2",
+            "--local",
+            "2001:db8::1",
+        ];
         ok(&ns, IPT, &v6);
         ok(&ns, IPT, &v6);
         assert_eq!(saved(&ns, "ip6tables-save", 9999).len(), 3);
         assert!(saved(&ns, "iptables-save", 9999).is_empty());
-        ok(&ns, IPT, &["remove", "9999", "--client", "2001:db8::2"]);
+        let rm = [
+            "remove",
+            "9999",
+            "--client",
+            "2001:db8::2",
+            "--local",
+            "2001:db8::1",
+        ];
+        ok(&ns, IPT, &rm);
         assert!(saved(&ns, "ip6tables-save", 9999).is_empty());
     }
 }
@@ -264,26 +342,31 @@ fn nft_rules_add_twice_remove_all() {
         return;
     }
     let ns = Netns::new("nft");
-    assert_eq!(code(&ns, NFT, &["status", "9999"]), 1);
-    ok(&ns, NFT, &["add", "9999"]);
-    ok(&ns, NFT, &["add", "9999"]);
-    ok(&ns, NFT, &["add", "9999", "--client", "198.18.0.2"]);
-    ok(&ns, NFT, &["add", "9999", "--client", "198.18.0.2"]);
+    let server = ["9999", "--local", "198.18.0.6"];
+    let client = ["9999", "--client", "198.18.0.2", "--local", "198.18.0.1"];
+    let with = |action: &'static str, args: &[&'static str]| {
+        let mut v = vec![action];
+        v.extend_from_slice(args);
+        v
+    };
+    assert_eq!(code(&ns, NFT, &with("status", &server)), 1);
+    ok(&ns, NFT, &with("add", &server));
+    ok(&ns, NFT, &with("add", &server));
+    ok(&ns, NFT, &with("add", &client));
+    ok(&ns, NFT, &with("add", &client));
     let lines = nft_tagged(&ns, 9999);
     assert_eq!(lines.len(), 6, "{lines:#?}");
     assert_eq!(count(&lines, &["tcp dport 9999", "notrack"]), 2);
     assert_eq!(count(&lines, &["tcp sport 9999", "notrack"]), 2);
     assert_eq!(count(&lines, &["drop"]), 2);
-    assert_eq!(count(&lines, &["198.18.0.2"]), 3);
-    assert_eq!(code(&ns, NFT, &["status", "9999"]), 0);
-    ok(&ns, NFT, &["remove", "9999"]);
+    assert_eq!(count(&lines, &["ip daddr 198.18.0.6 tcp dport 9999"]), 1);
+    assert_eq!(count(&lines, &["198.18.0.2", "198.18.0.1"]), 3);
+    assert_eq!(code(&ns, NFT, &with("status", &server)), 0);
+    ok(&ns, NFT, &with("remove", &server));
     assert_eq!(nft_tagged(&ns, 9999).len(), 3, "client rules stay");
-    assert_eq!(code(&ns, NFT, &["status", "9999"]), 1);
-    assert_eq!(
-        code(&ns, NFT, &["status", "9999", "--client", "198.18.0.2"]),
-        0
-    );
-    ok(&ns, NFT, &["remove", "9999", "--client", "198.18.0.2"]);
+    assert_eq!(code(&ns, NFT, &with("status", &server)), 1);
+    assert_eq!(code(&ns, NFT, &with("status", &client)), 0);
+    ok(&ns, NFT, &with("remove", &client));
     assert!(nft_tagged(&ns, 9999).is_empty());
     let tables = ns.exec_ok(&["nft", "list", "tables"]);
     assert!(
@@ -330,9 +413,11 @@ fn rules_keep_kernel_rsts_off_the_wire() {
 
     let script = repo_path(IPT);
     let script = script.to_str().expect("UTF-8 path");
-    t.server.exec_ok(&["bash", script, "remove", "9999"]);
-    t.client
-        .exec_ok(&["bash", script, "remove", "9999", "--client", &server_ip]);
+    t.server
+        .exec_ok(&["bash", script, "remove", "9999", "--local", &server_ip]);
+    t.client.exec_ok(&[
+        "bash", script, "remove", "9999", "--client", &server_ip, "--local", &client_ip,
+    ]);
     assert_eq!(probe(&t.client, 0, &server_ip, 9999), "refused");
     assert_eq!(probe(&t.server, 9999, &client_ip, 5555), "refused");
 }

@@ -58,11 +58,11 @@ fn firewall_rules_follow_the_daemon_and_survive_kill_9_as_one_copy() {
     let server_rules = tagged_rules(&t.server, spec.port);
     let client_rules = tagged_rules(&t.client, spec.port);
     assert!(
-        server_rules >= 3 && server_rules % 3 == 0,
+        server_rules >= 3 && server_rules.is_multiple_of(3),
         "{server_rules} server rules"
     );
     assert!(
-        client_rules >= 3 && client_rules % 3 == 0,
+        client_rules >= 3 && client_rules.is_multiple_of(3),
         "{client_rules} client rules"
     );
     transfer(&t, 4 << 20);

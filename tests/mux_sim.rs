@@ -179,6 +179,7 @@ impl Endpoint {
                     self.flows.get_mut(&id).expect("known stream").peer_fin = true;
                 }
                 MuxEvent::Reset { id } => panic!("stream {id} reset"),
+                MuxEvent::Exceeded { id, bound } => panic!("stream {id} exceeded {bound:?}"),
                 MuxEvent::Pong { .. } => {}
             }
         }
@@ -268,6 +269,7 @@ fn run(loss: f64, one_way: Duration, reorder: f64, outage: Option<Duration>) -> 
         session_window: 4 * 1024 * 1024,
         keepalive: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        ..MuxConfig::default()
     };
     let t0 = Instant::now();
     let mut now = t0;

@@ -1,13 +1,14 @@
 //! Proxy front ends and server dialing on loopback, with an in-process fake connector whose
 //! streams are `tokio::io::duplex` pipes relayed to a local echo server.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rawtun::config::TargetAcl;
 use rawtun::proxy::{
     await_connect_result, dial, relay, serve_http_connect, serve_socks5, serve_stream,
-    serve_tcp_forward, Connector, DialPolicy, Socks5Auth,
+    serve_tcp_forward, Connector, DialPolicy, SessionBudget, Socks5Auth, TargetPolicy,
 };
 use rawtun::tunnel::{ConnectResult, OpenRequest, Protocol, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -498,23 +499,23 @@ async fn closed_port() -> SocketAddr {
 #[tokio::test]
 async fn dial_results() {
     let open = DialPolicy::allow_all(LIMIT);
+    let any = SessionBudget::unlimited();
     let target = Target::Ip(closed_port().await);
     assert_eq!(
-        dial(&target, &open).await.unwrap_err(),
+        dial(&target, &open, &any).await.unwrap_err(),
         ConnectResult::Refused
     );
 
     let echo = echo_server().await;
-    let mut stream = dial(&Target::Ip(echo), &open).await.unwrap();
+    let mut stream = dial(&Target::Ip(echo), &open, &any).await.unwrap();
     stream.write_all(b"x").await.unwrap();
     assert_eq!(read_n(&mut stream, 1).await, b"x");
 
-    let no_loopback = DialPolicy {
-        timeout: LIMIT,
-        permits: Arc::new(|ip: IpAddr| !ip.is_loopback()),
-    };
+    // The default policy refuses loopback, counted as a denied target.
+    let safe = DialPolicy::new(LIMIT, TargetPolicy::new(TargetAcl::default()));
+    let counted = SessionBudget::new(8, 8, Arc::default());
     assert_eq!(
-        dial(&Target::Ip(echo), &no_loopback).await.unwrap_err(),
+        dial(&Target::Ip(echo), &safe, &counted).await.unwrap_err(),
         ConnectResult::Denied
     );
     // IPv4-mapped IPv6 is checked as the IPv4 address it is.
@@ -524,21 +525,52 @@ async fn dial_results() {
             .unwrap(),
     );
     assert_eq!(
-        dial(&mapped, &no_loopback).await.unwrap_err(),
+        dial(&mapped, &safe, &counted).await.unwrap_err(),
         ConnectResult::Denied
     );
     // "localhost" may resolve to ::1 first; the dial moves on to 127.0.0.1.
     let by_name = Target::Domain("localhost".into(), echo.port());
-    dial(&by_name, &open).await.unwrap();
+    dial(&by_name, &open, &any).await.unwrap();
     assert_eq!(
-        dial(&by_name, &no_loopback).await.unwrap_err(),
-        ConnectResult::Denied
+        dial(&by_name, &safe, &counted).await.unwrap_err(),
+        ConnectResult::Denied,
+        "every address the name resolves to is checked"
+    );
+    assert_eq!(counted.counters().snapshot().targets_denied, 3);
+    assert_eq!(
+        (counted.dials(), counted.lookups()),
+        (0, 0),
+        "slots released"
     );
     let nowhere = Target::Domain("name.invalid".into(), 80);
+    assert!(matches!(
+        dial(&nowhere, &open, &any).await.unwrap_err(),
+        ConnectResult::Unreachable | ConnectResult::Timeout
+    ));
+}
+
+#[tokio::test]
+async fn a_session_over_its_dial_or_lookup_budget_is_refused_at_once() {
+    let open = DialPolicy::allow_all(LIMIT);
+    let echo = echo_server().await;
+    let budget = SessionBudget::new(1, 0, Arc::default());
+    let held = budget.try_dial().expect("the one dial slot");
     assert_eq!(
-        dial(&nowhere, &open).await.unwrap_err(),
-        ConnectResult::Unreachable
+        dial(&Target::Ip(echo), &open, &budget).await.unwrap_err(),
+        ConnectResult::Failure
     );
+    drop(held);
+    dial(&Target::Ip(echo), &open, &budget)
+        .await
+        .expect("a slot is free again");
+    let by_name = Target::Domain("localhost".into(), echo.port());
+    assert_eq!(
+        dial(&by_name, &open, &budget).await.unwrap_err(),
+        ConnectResult::Failure,
+        "no lookup slot"
+    );
+    let c = budget.counters().snapshot();
+    assert_eq!((c.refused_dials, c.refused_lookups), (1, 1));
 }
 
 #[tokio::test]

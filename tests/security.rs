@@ -439,7 +439,7 @@ fn a_flood_does_not_starve_sessions_or_lock_out_new_clients() {
         .filter(|f| parse_frame(LinkType::Ethernet, f).is_ok_and(|p| p.payload.len() < 400))
         .collect();
     assert!(!openings.is_empty());
-    let server_pid = t.daemon_pid(Side::Server);
+    let server_pid = t.daemon_pid(Side::Server).expect("server pid");
     let rss_before = rss_kib(server_pid);
 
     let server: SocketAddr = format!("{}:{}", t.server_ip, spec.port).parse().unwrap();

@@ -16,7 +16,7 @@ use common::wan::LinkSpec;
 use common::{addr, serial, wait_for, Forward, Netns, Side, Topology, TunnelSpec};
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -108,71 +108,6 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
     Some(r)
 }
 
-/// SOCKS5 (no auth) UDP ASSOCIATE on `proxy`: the control connection and the relay.
-fn socks5_associate(proxy: &str) -> (TcpStream, SocketAddr) {
-    let mut c = TcpStream::connect_timeout(&addr(proxy), Duration::from_secs(10)).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    c.write_all(&[5, 1, 0]).expect("greeting");
-    let mut sel = [0u8; 2];
-    c.read_exact(&mut sel).expect("method selection");
-    assert_eq!(sel, [5, 0]);
-    c.write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
-        .expect("request");
-    let mut reply = [0u8; 10];
-    c.read_exact(&mut reply).expect("reply");
-    assert_eq!(
-        &reply[..4],
-        &[5, 0, 0, 1],
-        "UDP ASSOCIATE succeeded with an IPv4 relay"
-    );
-    let ip = std::net::Ipv4Addr::new(reply[4], reply[5], reply[6], reply[7]);
-    let port = u16::from_be_bytes([reply[8], reply[9]]);
-    (c, SocketAddr::from((ip, port)))
-}
-
-/// RSV, FRAG 0, then the destination: an IPv4 address or a domain name.
-fn socks5_udp_header(dest: &str, port: u16) -> Vec<u8> {
-    let mut h = vec![0, 0, 0];
-    match dest.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) => {
-            h.push(1);
-            h.extend_from_slice(&ip.octets());
-        }
-        Err(_) => {
-            h.push(3);
-            h.push(dest.len() as u8);
-            h.extend_from_slice(dest.as_bytes());
-        }
-    }
-    h.extend_from_slice(&port.to_be_bytes());
-    h
-}
-
-/// Splits a SOCKS5 UDP reply into its source address and payload.
-fn socks5_udp_parse(d: &[u8]) -> (SocketAddr, &[u8]) {
-    assert_eq!(&d[..3], &[0, 0, 0], "RSV and FRAG are zero");
-    match d[3] {
-        1 => {
-            let ip = std::net::Ipv4Addr::new(d[4], d[5], d[6], d[7]);
-            (
-                SocketAddr::from((ip, u16::from_be_bytes([d[8], d[9]]))),
-                &d[10..],
-            )
-        }
-        4 => {
-            let mut o = [0u8; 16];
-            o.copy_from_slice(&d[4..20]);
-            let ip = std::net::Ipv6Addr::from(o);
-            (
-                SocketAddr::from((ip, u16::from_be_bytes([d[20], d[21]]))),
-                &d[22..],
-            )
-        }
-        other => panic!("reply has address type {other}"),
-    }
-}
-
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn dns_query_through_socks5_udp_associate() {
@@ -182,7 +117,7 @@ fn dns_query_through_socks5_udp_associate() {
     let stop = Arc::new(AtomicBool::new(false));
     let (server, queries) = udp_server(&t.server, DNS, stop.clone(), dns_answer);
     let answers = t.client.run(|| {
-        let (control, relay) = socks5_associate(SOCKS5);
+        let (control, relay) = common::socks5::associate(addr(SOCKS5));
         let app = UdpSocket::bind("127.0.0.1:0").expect("bind");
         app.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
@@ -190,7 +125,7 @@ fn dns_query_through_socks5_udp_associate() {
         // By IP, then by a name the server resolves (localhost: 127.0.0.1 or ::1).
         for (i, dest) in ["127.0.0.1", "localhost"].iter().enumerate() {
             let id = 0x4242 + i as u16;
-            let mut d = socks5_udp_header(dest, 5353);
+            let mut d = common::socks5::udp_header(dest, 5353);
             d.extend_from_slice(&dns_query(id, "tunnel.example"));
             let mut buf = [0u8; 2048];
             // A lost datagram is not retried by the tunnel; the application retries, as a
@@ -205,7 +140,7 @@ fn dns_query_through_socks5_udp_associate() {
                 }
             }
             let reply = got.unwrap_or_else(|| panic!("no answer for the query to {dest}"));
-            let (source, payload) = socks5_udp_parse(&reply);
+            let (source, payload) = common::socks5::udp_parse(&reply);
             answers.push((id, source, payload.to_vec()));
         }
         drop(control);
@@ -253,7 +188,7 @@ fn dns_query_through_socks5_udp_associate() {
 /// large as a datagram to an IPv4 destination may be.
 fn payload(seq: u32) -> Vec<u8> {
     let mut rng = Prng::new(u64::from(seq) ^ 0x5eed);
-    let len = if seq % 100 == 0 {
+    let len = if seq.is_multiple_of(100) {
         MAX_PAYLOAD_V4
     } else {
         8 + (rng.next_u64() % 500) as usize

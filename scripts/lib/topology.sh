@@ -110,8 +110,9 @@ listening() {
 }
 
 firewall_up() {
-    in_server bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" >/dev/null
-    in_client bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" --client "$SERVER_IP" >/dev/null
+    in_server bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" --local "$SERVER_IP" >/dev/null
+    in_client bash "$REPO/iptables/rawtun-iptables.sh" add "$PORT" --client "$SERVER_IP" \
+        --local "$CLIENT_IP" >/dev/null
 }
 
 # write_configs KEY FORWARD_LINES: server.yaml and client.yaml in $WORK. FORWARD_LINES is
@@ -134,6 +135,10 @@ network:
 transport:
   kcp:
     key: "$key"
+# The demo's and benchmarks' targets listen on the server's loopback, which the default
+# target policy refuses: open it explicitly.
+targets:
+  allow: ["public", "127.0.0.0/8", "::1"]
 YAML
     {
         echo "role: client"

@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use clap::ValueEnum;
-use rawtun::config::{Config, Role};
-use rawtun::sys::firewall::{shell_line, Action, Backend, RuleSet, RuleState, Side};
+use rawtun::config::Config;
+use rawtun::sys::firewall::{shell_line, Action, Backend, RuleSet, RuleState};
 
 /// What `rawtun firewall` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,22 +29,6 @@ pub enum BackendArg {
     Nftables,
 }
 
-/// The side the config describes: a server's listen port, a client's server address.
-pub fn side(cfg: &Config) -> anyhow::Result<Side> {
-    match cfg.role {
-        Role::Server => {
-            let listen = cfg.listen.context("the server config has no listen.addr")?;
-            Ok(Side::Server {
-                port: listen.port(),
-            })
-        }
-        Role::Client => {
-            let server = cfg.server.context("the client config has no server.addr")?;
-            Ok(Side::Client { server })
-        }
-    }
-}
-
 /// Runs `rawtun firewall ACTION` for `cfg`.
 pub fn run(
     cfg: &Config,
@@ -55,7 +39,7 @@ pub fn run(
         BackendArg::Iptables => Backend::Iptables,
         BackendArg::Nftables => Backend::Nftables,
     });
-    let rules = RuleSet::new(side(cfg)?, backend);
+    let rules = RuleSet::new(rawtun::daemon::firewall_side(cfg, None)?, backend);
     let what = format!("{} rules {}", rules.backend.as_str(), rules.comment());
     match action {
         FirewallAction::Print => {

@@ -3,9 +3,9 @@
 
 use super::net::{mac_string, tcp_flags_string};
 use super::raw::{
-    RawAddr, RawClient, RawConfig, RawFirewall, RawForward, RawIdentity, RawIp, RawKcp, RawLog,
-    RawMetrics, RawNetwork, RawPcap, RawPerformance, RawServer, RawSocks5, RawTargets, RawTcp,
-    RawTimeouts, RawTransport, Switch, Switchable,
+    RawAddr, RawClient, RawConfig, RawFirewall, RawForward, RawIdentity, RawIp, RawKcp, RawLimits,
+    RawLog, RawMetrics, RawNetwork, RawPcap, RawPerformance, RawServer, RawSocks5, RawTargets,
+    RawTcp, RawTimeouts, RawTransport, Switch, Switchable,
 };
 use super::{AddrConfig, Config, Role, TransportProtocol};
 
@@ -122,10 +122,7 @@ pub(super) fn to_yaml(c: &Config) -> String {
             listen: c.metrics.listen.map(|a| a.to_string()),
         }),
         targets: (!client).then(|| RawTargets {
-            allow: c
-                .targets
-                .allow()
-                .map(|v| v.iter().map(ToString::to_string).collect()),
+            allow: Some(c.targets.allow().iter().map(ToString::to_string).collect()),
             deny: Some(c.targets.deny().iter().map(ToString::to_string).collect()),
         }),
         identity: c.auth.identity.as_ref().map(|_| RawIdentity {
@@ -140,6 +137,17 @@ pub(super) fn to_yaml(c: &Config) -> String {
                     public_key: Some(k.public_key.to_hex()),
                 })
                 .collect()
+        }),
+        limits: (!client).then(|| {
+            let l = &c.limits;
+            RawLimits {
+                streams_per_session: int(l.streams_per_session),
+                dials_per_session: int(l.dials_per_session),
+                lookups_per_session: int(l.lookups_per_session),
+                udp_associations_per_session: int(l.udp_associations_per_session),
+                sessions_per_address: int(l.sessions_per_address),
+                lookups: int(l.lookups),
+            }
         }),
     };
     let body = serde_yaml_ng::to_string(&raw)

@@ -24,7 +24,7 @@ use std::path::Path;
 
 pub use auth::{Auth, ClientKey};
 pub use error::ConfigError;
-pub use net::{Cidr, Host, HostPort, TargetAcl};
+pub use net::{Cidr, Host, HostPort, PortRange, TargetAcl, TargetNet, TargetRule};
 pub use transport::{Kcp, KcpMode, KcpPreset, Timeouts, Transport, TransportProtocol};
 
 /// Reads and validates the config file at `path`.
@@ -64,10 +64,12 @@ pub struct Config {
     pub firewall: Firewall,
     /// Metrics endpoint.
     pub metrics: Metrics,
-    /// Server: which targets may be dialed (client: allows all, unused).
+    /// Server: which targets may be dialed (client: unused).
     pub targets: TargetAcl,
     /// Keys: who may connect (server), how we authenticate (client).
     pub auth: Auth,
+    /// Server: per-client resource bounds (client: unused).
+    pub limits: Limits,
 }
 
 /// `role`.
@@ -312,6 +314,38 @@ pub struct Firewall {
 pub struct Metrics {
     /// Address of the metrics HTTP endpoint; `None` = off.
     pub listen: Option<SocketAddr>,
+}
+
+/// `limits`: what one client may hold on a server. Exceeding a bound refuses the open (a
+/// stream reset or a failed connect result, counted), never queues it. The bytes a session
+/// may buffer are `transport.kcp.smuxbuf` (enforced on receive by the mux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Streams open at once on one session (TCP streams and UDP associations).
+    pub streams_per_session: usize,
+    /// Target connections being dialed at once for one session.
+    pub dials_per_session: usize,
+    /// Name lookups in flight at once for one session.
+    pub lookups_per_session: usize,
+    /// UDP associations open at once on one session.
+    pub udp_associations_per_session: usize,
+    /// Established sessions from one client IP address.
+    pub sessions_per_address: usize,
+    /// Name lookups in flight at once on the whole server.
+    pub lookups: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            streams_per_session: 1024,
+            dials_per_session: 128,
+            lookups_per_session: 32,
+            udp_associations_per_session: 256,
+            sessions_per_address: 16,
+            lookups: 256,
+        }
+    }
 }
 
 /// Default per-session KCP windows, in packets (see docs/CONFIG.md for the arithmetic).

@@ -184,38 +184,194 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// Which target addresses the server may dial: `deny` wins, then `allow` (absent = all).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Destination ports of a target rule: one port or an inclusive range (all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    lo: u16,
+    hi: u16,
+}
+
+impl PortRange {
+    /// Every port, 0 to 65535.
+    pub const ALL: PortRange = PortRange {
+        lo: 0,
+        hi: u16::MAX,
+    };
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+
+    /// True for [`PortRange::ALL`].
+    pub fn is_all(&self) -> bool {
+        *self == PortRange::ALL
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a port (1-65535) or a range like 8000-8100");
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad);
+        let (lo, hi) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// The addresses a target rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetNet {
+    /// `public`: every address outside the protected ranges (it never opens one).
+    Public,
+    /// An IP network.
+    Net(Cidr),
+}
+
+/// One `targets.allow` / `targets.deny` entry: addresses and ports.
+///
+/// Spelling: `public`, `ADDR`, `ADDR/PREFIX` for IPv4 or IPv6, optionally followed by
+/// `:PORT` or `:LOW-HIGH` (IPv6 networks then in brackets: `[::1]:22`, `[fd00::/8]:443`).
+/// Examples: `"127.0.0.1:22"`, `"10.0.0.0/8"`, `"198.18.0.0/15:8000-8100"`, `"::1"`,
+/// `"public:443"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TargetRule {
+    /// Addresses.
+    pub net: TargetNet,
+    /// Destination ports.
+    pub ports: PortRange,
+}
+
+impl TargetRule {
+    /// Whether `addr` (address and port) is covered; IPv4-mapped IPv6 addresses match IPv4
+    /// networks. `public` matches every address here: the policy decides what is public.
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        let net = match self.net {
+            TargetNet::Public => true,
+            TargetNet::Net(c) => c.contains(addr.ip()),
+        };
+        net && self.ports.contains(addr.port())
+    }
+}
+
+impl FromStr for TargetRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (net, ports) = if let Some(rest) = s.strip_prefix('[') {
+            let (net, ports) = rest.split_once("]:").ok_or_else(|| {
+                format!("{s:?}: write an IPv6 network with a port as [addr/prefix]:port")
+            })?;
+            (net, Some(ports))
+        } else if s.matches(':').count() == 1 {
+            let (net, ports) = s.split_once(':').unwrap_or((s, ""));
+            (net, Some(ports))
+        } else {
+            (s, None)
+        };
+        let ports = match ports {
+            Some(p) => PortRange::from_str(p).map_err(|m| format!("{s:?}: {m}"))?,
+            None => PortRange::ALL,
+        };
+        let net = if net == "public" {
+            TargetNet::Public
+        } else {
+            TargetNet::Net(Cidr::from_str(net).map_err(|_| {
+                format!(
+                    "{s:?} is not public or a network (\"127.0.0.1:22\", \"10.0.0.0/8\", \
+                     \"[::1]:22\", \"fd00::/8\"), optionally with :PORT or :LOW-HIGH"
+                )
+            })?)
+        };
+        Ok(TargetRule { net, ports })
+    }
+}
+
+impl fmt::Display for TargetRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = |c: &Cidr| {
+            let full = if c.addr().is_ipv4() { 32 } else { 128 };
+            if c.prefix() == full {
+                c.addr().to_string()
+            } else {
+                c.to_string()
+            }
+        };
+        match (&self.net, self.ports.is_all()) {
+            (TargetNet::Public, true) => f.write_str("public"),
+            (TargetNet::Public, false) => write!(f, "public:{}", self.ports),
+            (TargetNet::Net(c), true) => f.write_str(&host(c)),
+            (TargetNet::Net(c), false) if c.addr().is_ipv6() => {
+                write!(f, "[{}]:{}", host(c), self.ports)
+            }
+            (TargetNet::Net(c), false) => write!(f, "{}:{}", host(c), self.ports),
+        }
+    }
+}
+
+/// `targets`: which destinations the server may connect to (TCP) or send to (UDP). The
+/// rules are data; [`crate::proxy::TargetPolicy`] evaluates them together with the
+/// protected ranges and the server's own addresses:
+///
+/// 1. a `deny` rule that matches refuses;
+/// 2. an `allow` rule that matches permits, except that an address in a protected range
+///    (loopback, private, link-local, metadata, the server's own, ...) is opened only by a
+///    rule whose network lies inside every protected range holding the address;
+/// 3. anything else is refused.
+///
+/// `allow` defaults to `[public]`: every address outside the protected ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetAcl {
-    allow: Option<Vec<Cidr>>,
-    deny: Vec<Cidr>,
+    allow: Vec<TargetRule>,
+    deny: Vec<TargetRule>,
+}
+
+impl Default for TargetAcl {
+    fn default() -> Self {
+        TargetAcl::new(None, Vec::new())
+    }
 }
 
 impl TargetAcl {
-    /// An ACL from an allow list (`None` = allow every address) and a deny list.
-    pub fn new(allow: Option<Vec<Cidr>>, deny: Vec<Cidr>) -> Self {
-        TargetAcl { allow, deny }
+    /// The rule `public` (every non-protected address, every port).
+    pub const PUBLIC: TargetRule = TargetRule {
+        net: TargetNet::Public,
+        ports: PortRange::ALL,
+    };
+
+    /// An ACL from an allow list (`None` = `[public]`) and a deny list.
+    pub fn new(allow: Option<Vec<TargetRule>>, deny: Vec<TargetRule>) -> Self {
+        TargetAcl {
+            allow: allow.unwrap_or_else(|| vec![TargetAcl::PUBLIC]),
+            deny,
+        }
     }
 
-    /// The allow list; `None` means every address not denied.
-    pub fn allow(&self) -> Option<&[Cidr]> {
-        self.allow.as_deref()
+    /// The allow list (never empty).
+    pub fn allow(&self) -> &[TargetRule] {
+        &self.allow
     }
 
     /// The deny list.
-    pub fn deny(&self) -> &[Cidr] {
+    pub fn deny(&self) -> &[TargetRule] {
         &self.deny
-    }
-
-    /// Whether the server may connect to `ip`.
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        if self.deny.iter().any(|c| c.contains(ip)) {
-            return false;
-        }
-        match &self.allow {
-            None => true,
-            Some(allow) => allow.iter().any(|c| c.contains(ip)),
-        }
     }
 }
 

@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub targets: Option<RawTargets>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RawLimits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<RawIdentity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clients: Option<Vec<RawClient>>,
@@ -244,6 +246,23 @@ pub(super) struct RawTargets {
     pub allow: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deny: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams_per_session: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dials_per_session: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookups_per_session: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_associations_per_session: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_per_address: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookups: Option<i64>,
 }
 
 /// paqet's 0/1 integer switches, also accepted as YAML booleans. Holds the integer as

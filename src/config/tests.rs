@@ -384,15 +384,18 @@ fn host_port_forms() {
 }
 
 #[test]
-fn acl_deny_wins_and_default_allows() {
+fn acl_rules_default_to_public_and_match_address_and_port() {
     let c = |s: &str| Cidr::from_str(s).expect("cidr");
     let ip = |s: &str| IpAddr::from_str(s).expect("ip");
-    assert!(TargetAcl::default().permits(ip("10.0.0.1")));
-    let acl = TargetAcl::new(Some(vec![c("198.18.0.0/15")]), vec![c("198.19.0.0/16")]);
-    assert!(acl.permits(ip("198.18.200.1")));
-    assert!(!acl.permits(ip("198.19.0.1")), "deny wins");
-    assert!(!acl.permits(ip("192.0.2.1")), "not allowed");
-    assert!(!acl.permits(ip("2001:db8::1")));
+    let rule = |s: &str| TargetRule::from_str(s).expect("rule");
+    let sa = |s: &str| s.parse::<std::net::SocketAddr>().expect("socket address");
+    assert_eq!(TargetAcl::default().allow(), &[TargetAcl::PUBLIC]);
+    assert!(TargetAcl::default().deny().is_empty());
+    assert!(rule("198.18.0.0/15").matches(sa("198.18.200.1:80")));
+    assert!(!rule("198.18.0.0/15:443").matches(sa("198.18.200.1:80")));
+    assert!(rule("198.18.0.0/15:80-90").matches(sa("[::ffff:198.18.0.1]:85")));
+    assert!(rule("[2001:2::/48]:22").matches(sa("[2001:2::9]:22")));
+    assert!(!rule("[2001:2::/48]:22").matches(sa("[2001:3::9]:22")));
     assert!(c("0.0.0.0/0").contains(ip("255.255.255.255")));
     assert!(c("::1").contains(ip("::1")));
     assert!(Cidr::from_str("10.0.0.0/33").is_err());

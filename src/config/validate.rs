@@ -6,11 +6,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use super::locate::LineIndex;
-use super::net::{self, Cidr, HostPort, TargetAcl};
-use super::raw::{RawConfig, RawForward, RawIp, RawNetwork, RawSocks5, RawTargets, Switchable};
+use super::net::{self, HostPort, TargetAcl, TargetRule};
+use super::raw::{
+    RawConfig, RawForward, RawIp, RawLimits, RawNetwork, RawSocks5, RawTargets, Switchable,
+};
 use super::{
     auth, transport, AddrConfig, Backend, Config, ConfigError, Credentials, Firewall, ForwardRule,
-    LogLevel, Metrics, Nat, Network, Performance, Protocol, Role, Socks5Rule, TcpShape,
+    Limits, LogLevel, Metrics, Nat, Network, Performance, Protocol, Role, Socks5Rule, TcpShape,
 };
 
 /// Where errors point: the origin name and the text's line index.
@@ -124,6 +126,9 @@ fn config(ctx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
             if raw.targets.is_some() {
                 return Err(only("targets", "server"));
             }
+            if raw.limits.is_some() {
+                return Err(only("limits", "server"));
+            }
             let addr = raw
                 .server
                 .as_ref()
@@ -177,6 +182,7 @@ fn config(ctx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
         },
         metrics: Metrics { listen: metrics },
         targets: targets(ctx, raw.targets.unwrap_or_default())?,
+        limits: limits(ctx, raw.limits.unwrap_or_default())?,
         auth,
     })
 }
@@ -418,17 +424,17 @@ fn flags(ctx: &Ctx, field: &str, raw: Option<Vec<String>>) -> Result<Vec<u8>, Co
 }
 
 fn targets(ctx: &Ctx, raw: RawTargets) -> Result<TargetAcl, ConfigError> {
-    let list = |name: &str, v: Vec<String>| -> Result<Vec<Cidr>, ConfigError> {
+    let list = |name: &str, v: Vec<String>| -> Result<Vec<TargetRule>, ConfigError> {
         v.iter()
             .enumerate()
             .map(|(i, s)| {
-                Cidr::from_str(s).map_err(|m| ctx.err(&format!("targets.{name}[{i}]"), m))
+                TargetRule::from_str(s).map_err(|m| ctx.err(&format!("targets.{name}[{i}]"), m))
             })
             .collect()
     };
     let allow = match raw.allow {
         Some(v) if v.is_empty() => {
-            let msg = "is empty, which would refuse every target; omit it to allow all";
+            let msg = "is empty, which would refuse every target; omit it for the default [public]";
             return Err(ctx.err("targets.allow", msg));
         }
         Some(v) => Some(list("allow", v)?),
@@ -436,4 +442,40 @@ fn targets(ctx: &Ctx, raw: RawTargets) -> Result<TargetAcl, ConfigError> {
     };
     let deny = list("deny", raw.deny.unwrap_or_default())?;
     Ok(TargetAcl::new(allow, deny))
+}
+
+fn limits(ctx: &Ctx, raw: RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let f = |name: &str| format!("limits.{name}");
+    let n = |name: &str, v: Option<i64>, default: usize| -> Result<usize, ConfigError> {
+        ranged_or(ctx, &f(name), v, 1, 1 << 20, default)
+    };
+    Ok(Limits {
+        streams_per_session: n(
+            "streams_per_session",
+            raw.streams_per_session,
+            d.streams_per_session,
+        )?,
+        dials_per_session: n(
+            "dials_per_session",
+            raw.dials_per_session,
+            d.dials_per_session,
+        )?,
+        lookups_per_session: n(
+            "lookups_per_session",
+            raw.lookups_per_session,
+            d.lookups_per_session,
+        )?,
+        udp_associations_per_session: n(
+            "udp_associations_per_session",
+            raw.udp_associations_per_session,
+            d.udp_associations_per_session,
+        )?,
+        sessions_per_address: n(
+            "sessions_per_address",
+            raw.sessions_per_address,
+            d.sessions_per_address,
+        )?,
+        lookups: n("lookups", raw.lookups, d.lookups)?,
+    })
 }

@@ -2,19 +2,32 @@
 //! own application sockets).
 //!
 //! Each tunnel stream has a [`StreamPort`] on the tokio side and a [`Slot`] in its worker.
-//! Back-pressure runs the whole way without unbounded buffering:
+//! Back-pressure runs the whole way and every queue between the packet path and a socket
+//! is bounded:
 //!
-//! - app → tunnel: a task takes `credit` (a semaphore of bytes) before handing data to the
-//!   worker; the worker returns credit as the mux moves the bytes into KCP, and KCP only takes
-//!   what its send window allows. A slow path therefore stops the task reading its socket.
-//! - tunnel → app: the worker passes received data straight on; the peer can only have sent
-//!   what the stream window allowed, and the window is reopened (`Consumed`) only after the
-//!   task has written the bytes to its socket. A slow application therefore stops the peer.
+//! - app → tunnel: a task takes credit before handing data to the worker — from its
+//!   stream's semaphore ([`STREAM_CREDIT`] bytes) *and* from its session's (the session's
+//!   `smuxbuf`), so the bytes a session's tasks have handed over and the mux has not framed
+//!   yet are bounded per stream and per session. The worker returns credit as the mux
+//!   frames the bytes, and KCP only takes what its send window allows. A slow path
+//!   therefore stops the task reading its socket. Credit of bytes still in the mux after
+//!   the task closed the stream is returned when they are framed (or dropped by a reset).
+//! - tunnel → app: the worker appends received data to the stream's [`Inbox`]; the peer can
+//!   only have sent what the stream window allowed and, over all streams, what the
+//!   session's receive bound (`smuxbuf`) allowed, and the window reopens (`Consumed`) only
+//!   after the task has written the bytes out. A reset empties the inbox at once, also
+//!   while the task is still dialing. A slow application therefore stops the peer.
+//! - the worker's own input queue (frames and commands) is a bounded channel; tasks wait on
+//!   it (`send_async`).
 //!
 //! UDP associations are streams too (their open and close), with a datagram channel beside
 //! them: datagrams never wait for credit or block anyone. A task queues one with
 //! `try_send` and the worker hands received ones on with `try_send`; a full queue drops the
 //! datagram and counts it, as a congested router would.
+//!
+//! [`StreamPort::relay`] ends honestly (see [`crate::proxy::relay`]): a FIN from the peer
+//! becomes a FIN to the socket; a reset from the peer, or a reset or error on the socket,
+//! resets both (the socket with an RST, the stream with a mux RST).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,14 +35,19 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+pub use super::inbox::{Inbox, StreamMsg};
 use crate::mux::StreamId;
 use crate::proxy::udp::{DatagramSink, UdpAssociation, UdpCounters, UdpDrop};
+use crate::proxy::Abortable;
 use crate::tunnel::{ConnectResult, OpenRequest};
 
 /// Bytes a task may hand a worker ahead of the mux (per stream).
 pub const STREAM_CREDIT: usize = 512 * 1024;
 /// Largest chunk a task reads from its socket at once.
 const CHUNK: usize = 32 * 1024;
+/// First read buffer of a relay; it grows to [`CHUNK`] when reads fill it, so an idle
+/// stream holds little.
+const FIRST_CHUNK: usize = 4 * 1024;
 /// Received datagrams a worker may queue for one association's task.
 pub const DATAGRAM_QUEUE: usize = 512;
 
@@ -43,16 +61,6 @@ pub struct StreamKey {
     pub id: StreamId,
 }
 
-/// Worker → task.
-#[derive(Debug)]
-pub enum StreamMsg {
-    Data(Vec<u8>),
-    /// The peer will send no more.
-    Fin,
-    /// The stream or its session is gone.
-    Reset,
-}
-
 /// Task → worker.
 pub enum Command {
     /// Client: open a stream for `req`; the reply carries the port or why not.
@@ -60,9 +68,12 @@ pub enum Command {
         req: OpenRequest,
         reply: oneshot::Sender<Result<StreamPort, ConnectResult>>,
     },
+    /// Stream bytes; `credited` if the task took credit for them (everything but the
+    /// connect result).
     Data {
         key: StreamKey,
         data: Vec<u8>,
+        credited: bool,
     },
     Finish {
         key: StreamKey,
@@ -98,32 +109,68 @@ pub enum Control {
     SetIdentities(Arc<[crate::crypto::ServerIdentity]>),
 }
 
-/// The worker's half of a stream.
+/// The worker's half of a stream. Dropping it resets the inbox, so the task never waits
+/// for a stream its worker has forgotten.
 pub struct Slot {
-    pub tx: mpsc::UnboundedSender<StreamMsg>,
+    pub inbox: Arc<Inbox>,
     pub credit: Arc<Semaphore>,
     /// UDP associations: where received datagrams go.
     pub datagrams: Option<mpsc::Sender<Vec<u8>>>,
+    /// Connect-result bytes handed to the mux and not yet framed.
+    raw: usize,
+    /// Credited bytes handed to the mux and not yet framed.
+    pub queued: usize,
+}
+
+impl Slot {
+    /// The task handed `len` bytes to the mux.
+    pub fn queue(&mut self, len: usize, credited: bool) {
+        if credited {
+            self.queued += len;
+        } else {
+            self.raw += len;
+        }
+    }
+
+    /// The mux framed `bytes` of this stream: returns how many of them were credited (the
+    /// credit to give back to the stream and the session).
+    pub fn sent(&mut self, bytes: usize) -> usize {
+        let raw = bytes.min(self.raw);
+        self.raw -= raw;
+        let credited = (bytes - raw).min(self.queued);
+        self.queued -= credited;
+        credited
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inbox.reset();
+    }
 }
 
 /// The task's half of a stream.
 pub struct StreamPort {
     pub key: StreamKey,
     pub cmd: flume::Sender<Input>,
-    pub rx: mpsc::UnboundedReceiver<StreamMsg>,
+    pub inbox: Arc<Inbox>,
     pub credit: Arc<Semaphore>,
+    /// The session's send credit, shared by all its streams.
+    pub session_credit: Arc<Semaphore>,
     /// UDP associations: received datagrams, and the largest body a packet carries.
     pub datagrams: Option<(mpsc::Receiver<Vec<u8>>, usize)>,
 }
 
-/// Makes both halves of a new stream; `datagram_max` (the session's largest datagram body)
-/// makes it a UDP association with a datagram channel.
+/// Makes both halves of a new stream of a session whose send credit is `session_credit`;
+/// `datagram_max` (the session's largest datagram body) makes it a UDP association with a
+/// datagram channel.
 pub fn stream_pair(
     key: StreamKey,
     cmd: flume::Sender<Input>,
+    session_credit: Arc<Semaphore>,
     datagram_max: Option<usize>,
 ) -> (Slot, StreamPort) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let inbox = Arc::new(Inbox::default());
     let credit = Arc::new(Semaphore::new(STREAM_CREDIT));
     let (dtx, drx) = match datagram_max {
         Some(max) => {
@@ -134,15 +181,18 @@ pub fn stream_pair(
     };
     (
         Slot {
-            tx,
+            inbox: inbox.clone(),
             credit: credit.clone(),
             datagrams: dtx,
+            raw: 0,
+            queued: 0,
         },
         StreamPort {
             key,
             cmd,
-            rx,
+            inbox,
             credit,
+            session_credit,
             datagrams: drx,
         },
     )
@@ -212,6 +262,7 @@ impl StreamPort {
         self.send(Command::Data {
             key: self.key,
             data,
+            credited: false,
         })
         .await
     }
@@ -224,6 +275,12 @@ impl StreamPort {
     pub async fn refuse(self, result: ConnectResult) {
         self.send_raw(result.encode().to_vec()).await;
         self.finish().await;
+        self.send(Command::Close { key: self.key }).await;
+    }
+
+    /// Resets the stream and releases it (an open abandoned before its result).
+    pub async fn abandon(self) {
+        self.send(Command::Reset { key: self.key }).await;
         self.send(Command::Close { key: self.key }).await;
     }
 
@@ -240,7 +297,7 @@ impl StreamPort {
     pub async fn read_exact_prefix(&mut self, n: usize) -> Option<(Vec<u8>, Vec<u8>)> {
         let mut got = Vec::with_capacity(n);
         while got.len() < n {
-            match self.rx.recv().await? {
+            match self.inbox.recv().await {
                 StreamMsg::Data(d) => got.extend_from_slice(&d),
                 StreamMsg::Fin | StreamMsg::Reset => return None,
             }
@@ -254,104 +311,142 @@ impl StreamPort {
         Some((got, rest))
     }
 
-    /// Relays between the stream and an application socket until both directions end.
-    /// `pending` is data already received for the application. Returns bytes (up, down).
+    /// Relays between the stream and an application socket until both directions end
+    /// (FIN each way) or either side is reset. `pending` is data already received for the
+    /// application. Returns bytes (up, down). A reset from the peer resets the socket
+    /// (`Abortable`); a reset or error on the socket resets the stream.
     pub async fn relay<S>(self, io: S, pending: Vec<u8>) -> (u64, u64)
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        S: AsyncRead + AsyncWrite + Abortable + Unpin + Send + 'static,
     {
         let (mut r, mut w) = tokio::io::split(io);
         let StreamPort {
             key,
-            cmd: main_cmd,
-            mut rx,
+            cmd,
+            inbox,
             credit,
+            session_credit,
             ..
         } = self;
-        let cmd = main_cmd.clone();
-        let up = async move {
-            let mut buf = vec![0u8; CHUNK];
-            let mut total = 0u64;
-            loop {
-                let n = match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                match credit.acquire_many(n as u32).await {
-                    Ok(p) => p.forget(),
-                    Err(_) => return (total, false),
-                }
-                let data = buf[..n].to_vec();
-                if cmd
-                    .send_async(Input::Cmd(Command::Data { key, data }))
-                    .await
-                    .is_err()
-                {
-                    return (total, false);
-                }
-                total += n as u64;
-            }
-            let _ = cmd.send_async(Input::Cmd(Command::Finish { key })).await;
-            (total, true)
-        };
-        let cmd2 = main_cmd.clone();
-        let down = async move {
-            let mut total = 0u64;
-            if !pending.is_empty() {
-                if w.write_all(&pending).await.is_err() {
-                    return (total, false);
-                }
-                total += pending.len() as u64;
-                let _ = cmd2
-                    .send_async(Input::Cmd(Command::Consumed {
-                        key,
-                        bytes: pending.len(),
-                    }))
-                    .await;
-            }
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    StreamMsg::Data(d) => {
-                        if w.write_all(&d).await.is_err() {
-                            return (total, false);
+        let (mut up_total, mut down_total) = (0u64, 0u64);
+        let clean = {
+            let up = relay_up(&mut r, &cmd, key, &credit, &session_credit, &mut up_total);
+            let down = relay_down(&mut w, &cmd, key, &inbox, pending, &mut down_total);
+            tokio::pin!(up, down);
+            let (mut up_done, mut down_done) = (false, false);
+            let mut clean = true;
+            while !(up_done && down_done) {
+                tokio::select! {
+                    ok = &mut up, if !up_done => {
+                        up_done = true;
+                        if !ok {
+                            clean = false;
+                            break;
                         }
-                        total += d.len() as u64;
-                        let _ = cmd2
-                            .send_async(Input::Cmd(Command::Consumed {
-                                key,
-                                bytes: d.len(),
-                            }))
-                            .await;
                     }
-                    StreamMsg::Fin => {
-                        let _ = w.shutdown().await;
-                        return (total, true);
+                    ok = &mut down, if !down_done => {
+                        down_done = true;
+                        if !ok {
+                            clean = false;
+                            break;
+                        }
                     }
-                    StreamMsg::Reset => return (total, false),
                 }
             }
-            (total, false)
+            clean
         };
-        let up = tokio::spawn(up);
-        let (down_total, down_ok) = down.await;
-        let (up_total, up_ok) = if down_ok {
-            up.await.unwrap_or((0, false))
-        } else {
-            // The tunnel side broke: stop reading the application and reset the stream.
-            up.abort();
-            let _ = main_cmd
-                .send_async(Input::Cmd(Command::Reset { key }))
-                .await;
-            (0, false)
-        };
-        if !up_ok && down_ok {
-            let _ = main_cmd
-                .send_async(Input::Cmd(Command::Reset { key }))
-                .await;
+        if !clean {
+            let io = r.unsplit(w);
+            io.abort();
+            drop(io);
+            let _ = cmd.send_async(Input::Cmd(Command::Reset { key })).await;
         }
-        let _ = main_cmd
-            .send_async(Input::Cmd(Command::Close { key }))
-            .await;
+        let _ = cmd.send_async(Input::Cmd(Command::Close { key })).await;
         (up_total, down_total)
+    }
+}
+
+/// app → tunnel until EOF (then FIN: true) or a read error / gone worker (false).
+async fn relay_up<R: AsyncRead + Unpin>(
+    r: &mut R,
+    cmd: &flume::Sender<Input>,
+    key: StreamKey,
+    credit: &Semaphore,
+    session_credit: &Semaphore,
+    total: &mut u64,
+) -> bool {
+    let mut buf = vec![0u8; FIRST_CHUNK];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        let permits = u32::try_from(n).unwrap_or(u32::MAX);
+        for sem in [credit, session_credit] {
+            match sem.acquire_many(permits).await {
+                Ok(p) => p.forget(),
+                Err(_) => return false,
+            }
+        }
+        let data = buf.get(..n).unwrap_or_default().to_vec();
+        let sent = cmd
+            .send_async(Input::Cmd(Command::Data {
+                key,
+                data,
+                credited: true,
+            }))
+            .await;
+        if sent.is_err() {
+            return false;
+        }
+        *total += n as u64;
+        if n == buf.len() && buf.len() < CHUNK {
+            buf.resize((buf.len() * 2).min(CHUNK), 0);
+        }
+    }
+    cmd.send_async(Input::Cmd(Command::Finish { key }))
+        .await
+        .is_ok()
+}
+
+/// tunnel → app until the peer's FIN (then shutdown: true) or its reset or a write error
+/// (false). A reset interrupts a write in progress.
+async fn relay_down<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    cmd: &flume::Sender<Input>,
+    key: StreamKey,
+    inbox: &Inbox,
+    pending: Vec<u8>,
+    total: &mut u64,
+) -> bool {
+    let mut next = (!pending.is_empty()).then_some(StreamMsg::Data(pending));
+    loop {
+        let msg = match next.take() {
+            Some(m) => m,
+            None => inbox.recv().await,
+        };
+        match msg {
+            StreamMsg::Data(d) => {
+                let written = tokio::select! {
+                    r = w.write_all(&d) => r.is_ok(),
+                    () = inbox.wait_reset() => false,
+                };
+                if !written {
+                    return false;
+                }
+                *total += d.len() as u64;
+                let consumed = Command::Consumed {
+                    key,
+                    bytes: d.len(),
+                };
+                let _ = cmd.send_async(Input::Cmd(consumed)).await;
+            }
+            StreamMsg::Fin => {
+                let _ = w.shutdown().await;
+                return true;
+            }
+            StreamMsg::Reset => return false,
+        }
     }
 }

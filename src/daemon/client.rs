@@ -5,15 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::DuplexStream;
 use tokio::sync::oneshot;
 
 use super::bridge::{Command, Input, StreamPort};
 use super::stats::Stats;
-use crate::proxy::{Connector, UdpAssociation};
+use crate::proxy::{reset_pipe, Connector, PipeEnd, UdpAssociation};
 use crate::tunnel::{ConnectResult, OpenRequest, Protocol, Target};
 
-/// Buffer of the in-process pipe between a front end's socket task and the stream relay.
+/// Buffer of the in-process pipe between a front end's socket task and the stream relay
+/// (a [`reset_pipe`], so a reset crosses it as a reset, not as EOF).
 const PIPE: usize = 256 * 1024;
 
 /// Opens streams on the packet workers, round robin.
@@ -27,7 +27,7 @@ pub struct TunnelConnector {
 }
 
 impl Connector for TunnelConnector {
-    type Stream = DuplexStream;
+    type Stream = PipeEnd;
 
     async fn associate(&self, target: Target) -> Result<UdpAssociation, ConnectResult> {
         // As for streams: an association whose session died before the connect result is
@@ -47,7 +47,7 @@ impl Connector for TunnelConnector {
             .ok_or(ConnectResult::Failure)
     }
 
-    async fn connect(&self, target: Target) -> Result<DuplexStream, ConnectResult> {
+    async fn connect(&self, target: Target) -> Result<PipeEnd, ConnectResult> {
         // A stream that ends before the server's connect result carried no application data
         // yet (the front end relays only after connect returns), so it is safe to open it
         // again: this is what happens when the session died under it (e.g. the server
@@ -67,15 +67,12 @@ impl Connector for TunnelConnector {
 struct Retry;
 
 impl TunnelConnector {
-    async fn connect_once(
-        &self,
-        target: &Target,
-    ) -> Result<Result<DuplexStream, ConnectResult>, Retry> {
+    async fn connect_once(&self, target: &Target) -> Result<Result<PipeEnd, ConnectResult>, Retry> {
         let (port, rest) = match self.open_once(Protocol::Tcp, target).await? {
             Ok(x) => x,
             Err(r) => return Ok(Err(r)),
         };
-        let (app, relay_end) = tokio::io::duplex(PIPE);
+        let (app, relay_end) = reset_pipe(PIPE);
         let target = target.clone();
         tokio::spawn(async move {
             let (up, down) = port.relay(relay_end, rest).await;
@@ -117,17 +114,7 @@ impl TunnelConnector {
             port.read_exact_prefix(ConnectResult::ENCODED_LEN),
         )
         .await;
-        let key = port.key;
-        let abandon = |port: StreamPort| async move {
-            let _ = port
-                .cmd
-                .send_async(Input::Cmd(Command::Reset { key }))
-                .await;
-            let _ = port
-                .cmd
-                .send_async(Input::Cmd(Command::Close { key }))
-                .await;
-        };
+        let abandon = StreamPort::abandon;
         let (head, rest) = match prefix {
             Ok(Some(x)) => x,
             Ok(None) => {

@@ -14,6 +14,7 @@ mod client;
 pub mod control;
 pub mod dump;
 mod frontends;
+mod inbox;
 pub mod keys;
 pub mod ping;
 mod server;
@@ -139,11 +140,27 @@ pub fn conn_config(cfg: &Config, link: LinkType, bind_source: bool) -> ConnConfi
             session_window: t.kcp.smuxbuf.min(u32::MAX as usize) as u32,
             keepalive: t.timeouts.keepalive,
             idle_timeout: t.timeouts.idle,
+            max_streams: cfg.limits.streams_per_session,
         },
         handshake_timeout: t.timeouts.handshake,
         rekey_packets: crate::crypto::DEFAULT_PHASE_LEN,
         bind_source,
         wall: wall_clock(),
+    }
+}
+
+/// The server's dial policy, per-client limits and refusal counters.
+fn server_ctx(cfg: &Config, counters: Arc<crate::proxy::LimitCounters>) -> server::ServerCtx {
+    let timeout = cfg.transport.timeouts.dial;
+    server::ServerCtx {
+        policy: crate::proxy::DialPolicy {
+            timeout,
+            targets: crate::proxy::TargetPolicy::new(cfg.targets.clone()),
+            resolver: crate::proxy::Resolver::system(cfg.limits.lookups, timeout),
+        },
+        limits: cfg.limits,
+        counters,
+        addresses: server::AddressTable::default(),
     }
 }
 
@@ -297,7 +314,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // Keep the kernel out of the tunnel's flow before the first packet: NOTRACK and RST
     // drop, removed again when this guard drops (also on an error below).
     let _firewall = if cfg.firewall.auto {
-        Some(FirewallGuard::install(firewall_side(&cfg)?)?)
+        Some(FirewallGuard::install(firewall_side(
+            &cfg,
+            Some(plan.local_ip),
+        )?)?)
     } else {
         tracing::info!("firewall.auto is off: the NOTRACK/RST-drop rules must be in place (rawtun firewall apply)");
         None
@@ -322,15 +342,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         plan.conn.wall.unix_ms(plan.conn.wall.at),
         std::time::Instant::now(),
     );
-    let server_ctx = Arc::new(server::ServerCtx {
-        policy: crate::proxy::DialPolicy {
-            timeout: cfg.transport.timeouts.dial,
-            permits: {
-                let acl = cfg.targets.clone();
-                Arc::new(move |ip| acl.permits(ip))
-            },
-        },
-    });
+    let server_ctx = Arc::new(server_ctx(&cfg, stats.limits.clone()));
     let link = plan.conn.flow.link;
     for (index, tx) in txs.into_iter().enumerate() {
         let (in_tx, in_rx) = flume::bounded(WORKER_QUEUE);
@@ -505,17 +517,52 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 }
 
 /// The firewall side of a config: a server's listen port, a client's server address.
-pub fn firewall_side(cfg: &Config) -> anyhow::Result<crate::sys::firewall::Side> {
+/// The firewall rules' side for `cfg`: the tunnel port and this end's address — `local`
+/// when the caller knows it (the daemon's resolved address), else the configured one
+/// (`listen.addr`'s IP, `network.ipv4/ipv6.addr`), else the detected one.
+pub fn firewall_side(
+    cfg: &Config,
+    local: Option<IpAddr>,
+) -> anyhow::Result<crate::sys::firewall::Side> {
     use crate::sys::firewall::Side;
+    let peer_ip = match cfg.role {
+        Role::Server => None,
+        Role::Client => Some(
+            cfg.server
+                .context("server.addr is required on a client")?
+                .ip(),
+        ),
+    };
+    let want_v6 = peer_ip.map_or(
+        cfg.network.ipv4.is_none() && cfg.network.ipv6.is_some(),
+        |ip| ip.to_canonical().is_ipv6(),
+    );
+    let configured = match (cfg.role, cfg.listen) {
+        (Role::Server, Some(l)) if !l.ip().is_unspecified() => Some(l.ip()),
+        _ if want_v6 => cfg.network.ipv6.as_ref().map(|a| a.addr.ip()),
+        _ => cfg.network.ipv4.as_ref().map(|a| a.addr.ip()),
+    };
+    let local = match local.or(configured) {
+        Some(ip) => ip,
+        None => {
+            resolve_network(cfg, peer_ip)
+                .context(
+                    "finding this end's address for the firewall rules (set network.ipv4.addr)",
+                )?
+                .local_ip
+        }
+    };
     Ok(match cfg.role {
         Role::Server => Side::Server {
             port: cfg
                 .listen
                 .context("listen.addr is required on a server")?
                 .port(),
+            local,
         },
         Role::Client => Side::Client {
             server: cfg.server.context("server.addr is required on a client")?,
+            local,
         },
     })
 }

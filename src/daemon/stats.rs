@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::DropStats;
 use crate::proxy::udp::{UdpCounters, UdpSnapshot};
+use crate::proxy::{LimitCounters, LimitSnapshot};
 
 /// One worker's figures at one moment.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -123,6 +124,9 @@ pub struct Report {
     /// UDP front ends (client) or associations (server).
     #[serde(default)]
     pub udp: UdpSnapshot,
+    /// Refusals by the target policy and the per-client limits (server).
+    #[serde(default)]
+    pub limits: LimitSnapshot,
     pub sessions: Vec<SessionInfo>,
 }
 
@@ -150,6 +154,8 @@ pub struct Stats {
     pub connect_failures: AtomicU64,
     /// Counted by the UDP tasks.
     pub udp: Arc<UdpCounters>,
+    /// Policy and limit refusals (server).
+    pub limits: Arc<LimitCounters>,
 }
 
 impl Stats {
@@ -163,6 +169,7 @@ impl Stats {
             dial_failures: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             udp: Arc::default(),
+            limits: Arc::default(),
         })
     }
 
@@ -207,6 +214,7 @@ impl Stats {
             dial_failures: self.dial_failures.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
             udp: self.udp.snapshot(),
+            limits: self.limits.snapshot(),
             sessions,
         }
     }
@@ -228,6 +236,9 @@ impl Stats {
             m.remove("drops");
             for (reason, n) in r.totals.drops.reasons() {
                 m.insert(format!("dropped_{reason}"), n.into());
+            }
+            if let Ok(serde_json::Value::Object(limits)) = serde_json::to_value(r.limits) {
+                m.extend(limits);
             }
         }
         v.to_string()
@@ -404,6 +415,22 @@ impl Stats {
         for (client, n) in per_client {
             let _ = writeln!(s, "rawtun_client_sessions{{client=\"{client}\"}} {n}");
         }
+        let l = &r.limits;
+        by_reason(
+            &mut s,
+            "refused_total",
+            "Opens and targets refused by the target policy or a per-client limit, by reason.",
+            &r.role,
+            [
+                ("target_denied", l.targets_denied),
+                ("streams_per_session", l.refused_streams),
+                ("dials_per_session", l.refused_dials),
+                ("lookups_per_session", l.refused_lookups),
+                ("udp_associations_per_session", l.refused_udp),
+                ("sessions_per_address", l.refused_sessions),
+                ("receive_buffer", l.reset_over_buffer),
+            ],
+        );
         let _ = writeln!(s, "# HELP rawtun_session_rtt_ms Smoothed RTT per session.\n# TYPE rawtun_session_rtt_ms gauge");
         for x in &r.sessions {
             let _ = writeln!(

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
-use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamMsg, StreamPort};
+use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamPort};
 use super::server::ServerCtx;
 use super::stats::{SessionInfo, Snapshot, Stats};
 use crate::endpoint::{
@@ -18,7 +18,8 @@ use crate::endpoint::{
 };
 use crate::faketcp::FlowAddrs;
 use crate::io::PacketTx;
-use crate::mux::MuxEvent;
+use crate::mux::{Bound, MuxEvent, StreamId};
+use crate::proxy::{LimitCounters, SessionBudget};
 use crate::tunnel::{ConnectResult, OpenRequest, Protocol};
 use crate::wire::{self, LinkType};
 
@@ -31,9 +32,20 @@ const BATCH: usize = 256;
 /// Client reconnect backoff bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
-/// UDP associations one client session may hold open on a server.
-const MAX_ASSOCIATIONS_PER_SESSION: usize = 256;
 
+/// What the worker keeps per established session (beside its `Connection`).
+struct SessionCtx {
+    generation: u64,
+    /// Send credit shared by the session's streams (`smuxbuf` bytes).
+    credit: Arc<Semaphore>,
+    /// Server: dials and lookups in flight.
+    budget: Arc<SessionBudget>,
+    /// Credited bytes of streams whose task has closed, still in the mux: returned to
+    /// `credit` as they are framed.
+    draining: HashMap<StreamId, usize>,
+    /// Server: the client address this session is counted under.
+    counted: Option<std::net::IpAddr>,
+}
 /// A client's connection slot: one of `transport.conn` sessions.
 struct ClientSlot {
     conn: Option<Connection>,
@@ -89,6 +101,7 @@ pub struct Worker {
     role: Role,
     streams: HashMap<StreamKey, Slot>,
     generations: HashMap<SocketAddr, u64>,
+    sessions: HashMap<SocketAddr, SessionCtx>,
     next_generation: u64,
     stats: Arc<Stats>,
     runtime: tokio::runtime::Handle,
@@ -154,6 +167,7 @@ impl Worker {
             role,
             streams: HashMap::new(),
             generations: HashMap::new(),
+            sessions: HashMap::new(),
             next_generation: 1,
             stats: p.stats,
             runtime: p.runtime,
@@ -302,9 +316,29 @@ impl Worker {
                 }
                 self.serve_pending_opens();
             }
-            Command::Data { key, data } => {
-                if !self.with_conn(key, |conn| conn.stream_write(key.id, &data)) {
-                    self.drop_stream(key, true);
+            Command::Data {
+                key,
+                data,
+                credited,
+            } => {
+                let len = data.len();
+                if self.with_conn(key, |conn| conn.stream_write(key.id, &data)) {
+                    match self.streams.get_mut(&key) {
+                        Some(slot) => slot.queue(len, credited),
+                        // No slot (the task sends nothing after Close, so this is not
+                        // expected): the credit returns as the bytes are framed.
+                        None if credited => {
+                            if let Some(s) = self.session_of(key) {
+                                *s.draining.entry(key.id).or_insert(0) += len;
+                            }
+                        }
+                        None => {}
+                    }
+                } else {
+                    if credited {
+                        self.return_credit(key, len);
+                    }
+                    self.drop_stream(key);
                 }
             }
             Command::Finish { key } => {
@@ -318,7 +352,7 @@ impl Worker {
                     conn.stream_reset(key.id);
                     true
                 });
-                self.streams.remove(&key);
+                self.drop_stream(key);
             }
             Command::Consumed { key, bytes } => {
                 self.with_conn(key, |conn| {
@@ -326,9 +360,7 @@ impl Worker {
                     true
                 });
             }
-            Command::Close { key } => {
-                self.streams.remove(&key);
-            }
+            Command::Close { key } => self.close_stream(key),
             Command::Datagram { key, body } => {
                 // Only for an association that is still open; refusals count in ConnStats.
                 if self.streams.contains_key(&key) {
@@ -356,11 +388,47 @@ impl Worker {
         }
     }
 
-    fn drop_stream(&mut self, key: StreamKey, notify: bool) {
+    /// Forgets a stream that is gone from the mux (reset, or its session lost): its task
+    /// sees a reset (the slot's drop resets the inbox) and its unsent bytes' credit returns
+    /// to the session.
+    fn drop_stream(&mut self, key: StreamKey) {
+        let mut queued = 0;
         if let Some(slot) = self.streams.remove(&key) {
-            if notify {
-                let _ = slot.tx.send(StreamMsg::Reset);
+            queued = slot.queued;
+        }
+        if let Some(s) = self.session_of(key) {
+            queued += s.draining.remove(&key.id).unwrap_or(0);
+        }
+        self.return_credit(key, queued);
+    }
+
+    /// The task is done with a stream that may still have bytes in the mux: their credit
+    /// returns as they are framed.
+    fn close_stream(&mut self, key: StreamKey) {
+        let Some(slot) = self.streams.remove(&key) else {
+            return;
+        };
+        // A reset or session loss later releases what is left (drop_stream).
+        if slot.queued > 0 {
+            if let Some(s) = self.session_of(key) {
+                *s.draining.entry(key.id).or_insert(0) += slot.queued;
             }
+        }
+    }
+
+    /// The session of `key`, if it is still the current one on its connection.
+    fn session_of(&mut self, key: StreamKey) -> Option<&mut SessionCtx> {
+        self.sessions
+            .get_mut(&key.conn)
+            .filter(|s| s.generation == key.generation)
+    }
+
+    fn return_credit(&mut self, key: StreamKey, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        if let Some(s) = self.session_of(key) {
+            s.credit.add_permits(bytes);
         }
     }
 
@@ -414,7 +482,12 @@ impl Worker {
                 id,
             };
             let datagram_max = (req.protocol == Protocol::Udp).then(|| conn.max_datagram());
-            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), datagram_max);
+            let Some(credit) = self.sessions.get(&addr).map(|s| s.credit.clone()) else {
+                conn.stream_reset(id);
+                let _ = reply.send(Err(ConnectResult::Failure));
+                continue;
+            };
+            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), credit, datagram_max);
             if reply.send(Ok(port)).is_ok() {
                 self.streams.insert(key, slot);
             } else {
@@ -522,8 +595,10 @@ impl Worker {
         for ListenerEvent { peer, event } in events {
             match event {
                 ConnEvent::Established => {
-                    self.generations.insert(peer, self.next_generation);
+                    let generation = self.next_generation;
+                    self.generations.insert(peer, generation);
                     self.next_generation += 1;
+                    self.session_established(peer, generation);
                     opened = true;
                 }
                 ConnEvent::SessionLost(_) => {
@@ -535,7 +610,12 @@ impl Worker {
                         .copied()
                         .collect();
                     for k in keys {
-                        self.drop_stream(k, true);
+                        self.drop_stream(k);
+                    }
+                    if let Some(s) = self.sessions.remove(&peer) {
+                        if let (Some(ip), Role::Server(_, ctx)) = (s.counted, &self.role) {
+                            ctx.addresses.release(ip);
+                        }
                     }
                 }
                 ConnEvent::Stream(ev) => self.stream_event(peer, ev),
@@ -556,23 +636,21 @@ impl Worker {
         };
         match ev {
             MuxEvent::Opened { id, payload } => self.accept_stream(key(id), &payload),
-            MuxEvent::Data { id, data } => {
-                let ok = self
-                    .streams
-                    .get(&key(id))
-                    .is_some_and(|s| s.tx.send(StreamMsg::Data(data)).is_ok());
-                if !ok {
-                    self.streams.remove(&key(id));
+            MuxEvent::Data { id, data } => match self.streams.get(&key(id)) {
+                Some(s) => s.inbox.push(data),
+                None => {
+                    // The task is gone: nobody will consume these bytes.
                     self.with_conn(key(id), |c| {
                         c.stream_reset(id);
                         true
                     });
+                    self.drop_stream(key(id));
                 }
-            }
+            },
             MuxEvent::Finished { id } => {
                 let udp = match self.streams.get(&key(id)) {
                     Some(s) => {
-                        let _ = s.tx.send(StreamMsg::Fin);
+                        s.inbox.finish();
                         s.datagrams.is_some()
                     }
                     None => false,
@@ -580,21 +658,94 @@ impl Worker {
                 if udp {
                     // The peer ended the association: end ours (its task sees the datagram
                     // channel close) and release the stream.
-                    self.drop_stream(key(id), false);
+                    self.drop_stream(key(id));
                     self.with_conn(key(id), |c| {
                         c.stream_reset(id);
                         true
                     });
                 }
             }
-            MuxEvent::Reset { id } => self.drop_stream(key(id), true),
+            MuxEvent::Reset { id } => self.drop_stream(key(id)),
             MuxEvent::Sent { id, bytes } => {
-                if let Some(s) = self.streams.get(&key(id)) {
-                    s.credit.add_permits(bytes);
-                }
+                let k = key(id);
+                let credited = match self.streams.get_mut(&k) {
+                    Some(slot) => {
+                        let n = slot.sent(bytes);
+                        slot.credit.add_permits(n);
+                        n
+                    }
+                    None => match self.session_of(k) {
+                        Some(s) => match s.draining.get_mut(&id) {
+                            Some(left) => {
+                                let n = bytes.min(*left);
+                                *left -= n;
+                                if *left == 0 {
+                                    s.draining.remove(&id);
+                                }
+                                n
+                            }
+                            None => 0,
+                        },
+                        None => 0,
+                    },
+                };
+                self.return_credit(k, credited);
+            }
+            MuxEvent::Exceeded { bound, .. } => {
+                let counters = self.counters();
+                let c = match bound {
+                    Bound::Streams => &counters.refused_streams,
+                    Bound::StreamWindow | Bound::SessionWindow => &counters.reset_over_buffer,
+                };
+                LimitCounters::bump(c);
             }
             MuxEvent::Pong { .. } => {}
         }
+    }
+
+    /// The refusal counters (the server's, or the daemon's on a client).
+    fn counters(&self) -> Arc<LimitCounters> {
+        match &self.role {
+            Role::Server(_, ctx) => ctx.counters.clone(),
+            Role::Client(_) => self.stats.limits.clone(),
+        }
+    }
+
+    /// A session is up: its credit and budget; on a server, counted under its client
+    /// address, or closed when that address has `limits.sessions_per_address` already.
+    fn session_established(&mut self, peer: SocketAddr, generation: u64) {
+        let window = self.cfg.mux.session_window as usize;
+        let (budget, counted) = match &self.role {
+            Role::Server(_, ctx) => {
+                let ip = peer.ip();
+                if !ctx.addresses.admit(ip, ctx.limits.sessions_per_address) {
+                    tracing::warn!(
+                        %peer,
+                        max = ctx.limits.sessions_per_address,
+                        "session limit of this client address reached: closing the new session"
+                    );
+                    LimitCounters::bump(&ctx.counters.refused_sessions);
+                    if let Role::Server(l, _) = &mut self.role {
+                        if let Some(c) = l.connection_mut(&peer) {
+                            c.close_by_limit();
+                        }
+                    }
+                    return;
+                }
+                (ctx.session_budget(), Some(ip))
+            }
+            Role::Client(_) => (SessionBudget::unlimited(), None),
+        };
+        self.sessions.insert(
+            peer,
+            SessionCtx {
+                generation,
+                credit: Arc::new(Semaphore::new(window)),
+                budget,
+                draining: HashMap::new(),
+                counted,
+            },
+        );
     }
 
     /// Hands a received datagram to its association's task.
@@ -644,6 +795,19 @@ impl Worker {
                 return;
             }
         };
+        let Some((credit, budget)) = self
+            .sessions
+            .get(&key.conn)
+            .filter(|s| s.generation == key.generation)
+            .map(|s| (s.credit.clone(), s.budget.clone()))
+        else {
+            // A session over its address limit, closing: it gets no streams.
+            self.with_conn(key, |c| {
+                c.stream_reset(key.id);
+                true
+            });
+            return;
+        };
         if req.protocol == Protocol::Udp {
             let open = self
                 .streams
@@ -655,8 +819,10 @@ impl Worker {
                 max = Some(c.max_datagram());
                 true
             });
-            let Some(max) = max.filter(|_| open < MAX_ASSOCIATIONS_PER_SESSION) else {
+            let limit = ctx.limits.udp_associations_per_session;
+            let Some(max) = max.filter(|_| open < limit) else {
                 tracing::warn!(peer = %key.conn, open, "UDP association limit reached: refused");
+                LimitCounters::bump(&ctx.counters.refused_udp);
                 crate::proxy::udp::bump(&self.stats.udp.dropped_limit);
                 self.with_conn(key, |c| {
                     c.stream_reset(key.id);
@@ -664,18 +830,24 @@ impl Worker {
                 });
                 return;
             };
-            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), Some(max));
+            let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), credit, Some(max));
             self.streams.insert(key, slot);
-            self.runtime
-                .spawn(super::server::serve_udp(port, req, ctx, self.stats.clone()));
+            self.runtime.spawn(super::server::serve_udp(
+                port,
+                req,
+                ctx,
+                budget,
+                self.stats.clone(),
+            ));
             return;
         }
-        let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), None);
+        let (slot, port) = bridge::stream_pair(key, self.self_tx.clone(), credit, None);
         self.streams.insert(key, slot);
         self.runtime.spawn(super::server::serve_stream(
             port,
             req,
             ctx,
+            budget,
             self.stats.clone(),
         ));
     }

@@ -101,6 +101,8 @@ pub enum CloseReason {
     Protocol,
     /// The packet counter or the forgery limit is exhausted; a new session is needed.
     KeysExhausted,
+    /// Closed by the daemon's policy (a per-client limit such as sessions per address).
+    Limit,
 }
 
 /// What a connection reports to its driver.
@@ -353,6 +355,12 @@ impl Connection {
 
     pub fn poll_event(&mut self) -> Option<ConnEvent> {
         self.events.pop_front()
+    }
+
+    /// Ends the session because a per-client limit refuses it (reported as
+    /// `SessionLost(CloseReason::Limit)`).
+    pub fn close_by_limit(&mut self) {
+        self.close(CloseReason::Limit);
     }
 
     pub(super) fn close(&mut self, reason: CloseReason) {
@@ -712,6 +720,7 @@ pub fn test_config(wall: WallClock) -> ConnConfig {
             session_window: 8 << 20,
             keepalive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            ..MuxConfig::default()
         },
         handshake_timeout: Duration::from_secs(30),
         rekey_packets: crypto::DEFAULT_PHASE_LEN,

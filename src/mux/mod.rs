@@ -22,7 +22,22 @@
 //! quarter of the window has been consumed, so a slow consumer stops the peer. A sender
 //! assumes [`INITIAL_WINDOW`] until the first WINDOW frame; both sides send one when a
 //! stream opens. `session_window` caps the bytes outstanding over all streams of this
-//! sender. A peer exceeding a stream's window gets that stream reset.
+//! sender, and the receiver enforces the same figure (its own `session_window`) on the sum
+//! of the bytes it has handed out and the application has not consumed: a peer exceeding a
+//! stream's window, or pushing the session past its receive bound, gets that stream reset
+//! ([`MuxEvent::Exceeded`] says which bound). A sender whose `session_window` is at most
+//! the receiver's never trips it: every byte the receiver holds unconsumed is outstanding
+//! at the sender too.
+//!
+//! # Bounds on what a peer can make this side hold
+//!
+//! - bytes received and not consumed: `session_window` over all streams, `stream_window`
+//!   (or [`INITIAL_WINDOW`] before it is advertised) per stream;
+//! - streams: an OPEN beyond `max_streams` open streams is refused with an RST
+//!   ([`MuxEvent::Exceeded`] with [`Bound::Streams`]) and never reaches the application;
+//! - frames queued in reply: PONGs are capped, and a peer whose refused opens leave more
+//!   than `16 × max_streams` RSTs unsent (it opens far faster than it reads) breaks the
+//!   session.
 //!
 //! # Fairness
 //!
@@ -62,6 +77,8 @@ pub struct MuxConfig {
     pub keepalive: Duration,
     /// The session is dead after this long without receiving anything.
     pub idle_timeout: Duration,
+    /// Streams open at once; an OPEN from the peer beyond it is refused with an RST.
+    pub max_streams: usize,
 }
 
 impl Default for MuxConfig {
@@ -71,6 +88,7 @@ impl Default for MuxConfig {
             session_window: 8 * 1024 * 1024,
             keepalive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_streams: 1024,
         }
     }
 }
@@ -115,6 +133,26 @@ pub enum MuxEvent {
         /// Round-trip time through the whole stack.
         rtt: Duration,
     },
+    /// The peer exceeded a receive bound on stream `id`: an OPEN beyond `max_streams` was
+    /// refused (the application never saw the stream), or the stream was reset for its
+    /// window or the session's receive bound (a [`MuxEvent::Reset`] follows). For counting.
+    Exceeded {
+        /// Stream id.
+        id: StreamId,
+        /// Which bound.
+        bound: Bound,
+    },
+}
+
+/// A bound a peer exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// More open streams than `max_streams`.
+    Streams,
+    /// More unconsumed bytes on one stream than its window.
+    StreamWindow,
+    /// More unconsumed bytes over all streams than `session_window`.
+    SessionWindow,
 }
 
 /// Protocol violations that end the session.
@@ -129,6 +167,9 @@ pub enum ProtocolError {
     /// DATA or FIN for a stream that was never opened.
     #[error("frame for stream {0}, which was never opened")]
     Unopened(StreamId),
+    /// The peer keeps opening streams beyond the limit and does not read the RSTs.
+    #[error("peer opens streams beyond the limit faster than it reads the refusals")]
+    OpenFlood,
 }
 
 /// Errors of the mux API.
@@ -174,6 +215,8 @@ pub struct MuxStats {
     pub resets_received: u64,
     /// Streams reset because the peer broke flow control or sent after FIN.
     pub violations: u64,
+    /// OPENs refused because `max_streams` streams were open.
+    pub refused_opens: u64,
     /// Frames for closed streams, ignored.
     pub ignored_frames: u64,
     /// PINGs sent.
@@ -182,6 +225,8 @@ pub struct MuxStats {
     pub last_rtt: Option<Duration>,
     /// Bytes outstanding over all streams (sender side).
     pub session_outstanding: u64,
+    /// Bytes received and handed out but not consumed, over all streams (receiver side).
+    pub session_unconsumed: u64,
 }
 
 /// Frames waiting in front of all data.
@@ -223,6 +268,11 @@ pub struct Mux {
     events: VecDeque<MuxEvent>,
     rx: Vec<u8>,
     session_outstanding: u64,
+    /// Receiver side: bytes handed out in [`MuxEvent::Data`] and not yet consumed, over all
+    /// live streams (bounded by `session_window`).
+    session_unconsumed: u64,
+    /// RST frames queued and not yet emitted.
+    pending_rsts: usize,
     /// Bytes the application consumed that no WINDOW frame has reported yet, over all
     /// streams. Flushed at a quarter of `session_window`, so a peer capped by its session
     /// window is never left waiting on per-stream thresholds no stream reaches.

@@ -55,7 +55,10 @@ impl Mux {
                         s.advertised = s.consumed;
                     }
                 }
-                Some(Control::Rst(_)) => self.stats.resets_sent += 1,
+                Some(Control::Rst(_)) => {
+                    self.stats.resets_sent += 1;
+                    self.pending_rsts = self.pending_rsts.saturating_sub(1);
+                }
                 Some(Control::Pong(_)) => self.pending_pongs -= 1,
                 Some(Control::Ping(_)) => self.stats.pings_sent += 1,
                 _ => {}

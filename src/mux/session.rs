@@ -6,9 +6,15 @@ use std::time::{Duration, Instant};
 use super::frame::{Frame, MAX_OPEN_PAYLOAD};
 use super::stream::{Stream, INITIAL_WINDOW};
 use super::{
-    Control, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, ProtocolError, StreamId,
+    Bound, Control, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, ProtocolError, StreamId,
     MAX_PENDING_PONGS,
 };
+
+/// A session breaks when more than this many times `max_streams` refusal RSTs wait to be
+/// sent: the peer opens far beyond the limit faster than it reads. The factor leaves room
+/// for a burst of opens that arrives in one read (thousands fit in one KCP window) while
+/// bounding the queue (each entry a few dozen bytes).
+const OPEN_FLOOD_FACTOR: usize = 16;
 
 impl Mux {
     /// A session; the client opens odd stream ids, the server even ones.
@@ -27,6 +33,8 @@ impl Mux {
             events: VecDeque::new(),
             rx: Vec::new(),
             session_outstanding: 0,
+            session_unconsumed: 0,
+            pending_rsts: 0,
             unadvertised: 0,
             last_recv: now,
             next_ping,
@@ -111,8 +119,13 @@ impl Mux {
     /// Aborts the stream: buffered data is dropped and RST sent. Ignored for unknown streams.
     pub fn reset(&mut self, id: StreamId) {
         if self.remove_stream(id) {
-            self.control.push_back(Control::Rst(id));
+            self.queue_rst(id);
         }
+    }
+
+    fn queue_rst(&mut self, id: StreamId) {
+        self.pending_rsts += 1;
+        self.control.push_back(Control::Rst(id));
     }
 
     /// The application wrote `bytes` of the stream's received data out; credit returns to
@@ -125,6 +138,7 @@ impl Mux {
         let before = s.consumed;
         s.consumed = (s.consumed + bytes as u64).min(s.received);
         self.unadvertised += s.consumed - before;
+        self.session_unconsumed = self.session_unconsumed.saturating_sub(s.consumed - before);
         if s.consumed - s.advertised >= quarter {
             self.queue_window(id);
         } else if self.unadvertised >= u64::from(self.cfg.session_window / 4).max(1) {
@@ -156,6 +170,9 @@ impl Mux {
         match self.streams.remove(&id) {
             Some(s) => {
                 self.unadvertised = self.unadvertised.saturating_sub(s.consumed - s.advertised);
+                self.session_unconsumed = self
+                    .session_unconsumed
+                    .saturating_sub(s.received - s.consumed);
                 self.session_outstanding = self
                     .session_outstanding
                     .saturating_sub(u64::from(s.outstanding()));
@@ -176,6 +193,12 @@ impl Mux {
         self.stats.violations += 1;
         self.reset(id);
         self.events.push_back(MuxEvent::Reset { id });
+    }
+
+    /// Resets a stream whose peer exceeded a receive bound.
+    fn exceeded(&mut self, id: StreamId, bound: Bound) {
+        self.events.push_back(MuxEvent::Exceeded { id, bound });
+        self.violation(id);
     }
 
     /// Feeds bytes from the reliable layer. After an error the session is unusable and
@@ -232,6 +255,19 @@ impl Mux {
                     return Err(ProtocolError::BadOpen(id));
                 }
                 self.max_peer_id = id;
+                if self.streams.len() >= self.cfg.max_streams {
+                    // Refused before the application sees it; the id stays used.
+                    self.stats.refused_opens += 1;
+                    self.events.push_back(MuxEvent::Exceeded {
+                        id,
+                        bound: Bound::Streams,
+                    });
+                    self.queue_rst(id);
+                    if self.pending_rsts > OPEN_FLOOD_FACTOR * self.cfg.max_streams.max(64) {
+                        return Err(ProtocolError::OpenFlood);
+                    }
+                    return Ok(());
+                }
                 self.streams.insert(id, Stream::new());
                 self.queue_window(id);
                 self.stats.opened_remote += 1;
@@ -246,9 +282,14 @@ impl Mux {
                     return self.unknown_stream(id, true);
                 };
                 s.received += data.len() as u64;
+                self.session_unconsumed += data.len() as u64;
                 self.stats.bytes_received += data.len() as u64;
-                if s.remote_fin || s.received - s.consumed > limit {
+                if s.remote_fin {
                     self.violation(id);
+                } else if s.received - s.consumed > limit {
+                    self.exceeded(id, Bound::StreamWindow);
+                } else if self.session_unconsumed > u64::from(self.cfg.session_window) {
+                    self.exceeded(id, Bound::SessionWindow);
                 } else if !data.is_empty() {
                     self.events.push_back(MuxEvent::Data {
                         id,
@@ -367,6 +408,7 @@ impl Mux {
         MuxStats {
             streams: self.streams.len(),
             session_outstanding: self.session_outstanding,
+            session_unconsumed: self.session_unconsumed,
             ..self.stats.clone()
         }
     }

@@ -11,6 +11,7 @@ fn cfg() -> MuxConfig {
         session_window: 1024 * 1024,
         keepalive: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        max_streams: 64,
     }
 }
 
@@ -549,4 +550,152 @@ fn session_window_caps_all_streams() {
     let evs = events(&mut s);
     let more: usize = ids.iter().map(|&id| data_of(&evs, id).len()).sum();
     assert!(more > 0);
+}
+
+fn open_frames(ids: impl Iterator<Item = StreamId>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for id in ids {
+        Frame::Open { id, payload: b"" }.encode(&mut bytes);
+    }
+    bytes
+}
+
+#[test]
+fn opens_beyond_max_streams_are_refused_with_rst() {
+    let now = Instant::now();
+    let mut s = Mux::new(cfg(), false, now); // max_streams 64
+    let ids = (0..70).map(|i| 2 * i + 1);
+    s.handle_bytes(&open_frames(ids), now).unwrap();
+    let evs = events(&mut s);
+    let opened = evs
+        .iter()
+        .filter(|e| matches!(e, MuxEvent::Opened { .. }))
+        .count();
+    let refused: Vec<StreamId> = evs
+        .iter()
+        .filter_map(|e| match e {
+            MuxEvent::Exceeded {
+                id,
+                bound: Bound::Streams,
+            } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, 64);
+    assert_eq!(refused, vec![129, 131, 133, 135, 137, 139]);
+    assert_eq!(s.stream_count(), 64);
+    assert_eq!(s.stats().refused_opens, 6);
+    let mut out = Vec::new();
+    s.poll_output(&mut out, 1 << 20, now);
+    for id in refused {
+        let mut rst = Vec::new();
+        Frame::Rst { id }.encode(&mut rst);
+        assert!(
+            out.windows(rst.len()).any(|w| w == rst.as_slice()),
+            "RST {id}"
+        );
+    }
+    // Data for a refused stream is ignored (it was opened, then reset).
+    let mut late = Vec::new();
+    Frame::Data {
+        id: 129,
+        data: b"x",
+    }
+    .encode(&mut late);
+    s.handle_bytes(&late, now).unwrap();
+    // Once a stream closes, a new one is accepted.
+    s.reset(1);
+    s.handle_bytes(&open_frames([141].into_iter()), now)
+        .unwrap();
+    assert!(events(&mut s).contains(&MuxEvent::Opened {
+        id: 141,
+        payload: Vec::new()
+    }));
+}
+
+#[test]
+fn a_peer_that_never_reads_its_refusals_breaks_the_session() {
+    let now = Instant::now();
+    let mut s = Mux::new(cfg(), false, now);
+    // A burst of refusals within the allowance is fine (here 64 accepted, 936 refused)...
+    s.handle_bytes(&open_frames((0..1000).map(|i| 2 * i + 1)), now)
+        .expect("a burst of opens is refused, not an error");
+    // ...but more than 16 x 64 refusals waiting, without ever polling output, is not.
+    let err = s
+        .handle_bytes(&open_frames((1000..1200).map(|i| 2 * i + 1)), now)
+        .expect_err("open flood");
+    assert_eq!(err, MuxError::Protocol(ProtocolError::OpenFlood));
+}
+
+#[test]
+fn session_receive_bound_resets_the_stream_that_exceeds_it() {
+    let bounded = MuxConfig {
+        stream_window: 64 * 1024,
+        session_window: 100 * 1024,
+        ..cfg()
+    };
+    let now = Instant::now();
+    let mut s = Mux::new(bounded, false, now);
+    let mut bytes = open_frames([1, 3].into_iter());
+    let chunk = vec![0u8; 60 * 1024];
+    for id in [1, 3] {
+        Frame::Data { id, data: &chunk }.encode(&mut bytes);
+    }
+    s.handle_bytes(&bytes, now).unwrap();
+    let evs = events(&mut s);
+    assert_eq!(data_of(&evs, 1).len(), 60 * 1024, "within both windows");
+    assert!(data_of(&evs, 3).is_empty(), "would pass the session bound");
+    assert!(evs.contains(&MuxEvent::Exceeded {
+        id: 3,
+        bound: Bound::SessionWindow
+    }));
+    assert!(evs.contains(&MuxEvent::Reset { id: 3 }));
+    assert_eq!(s.stats().session_unconsumed, 60 * 1024);
+    // Consuming frees room for a new stream.
+    s.consumed(1, 60 * 1024);
+    assert_eq!(s.stats().session_unconsumed, 0);
+    let mut more = open_frames([5].into_iter());
+    Frame::Data {
+        id: 5,
+        data: &chunk,
+    }
+    .encode(&mut more);
+    s.handle_bytes(&more, now).unwrap();
+    assert_eq!(data_of(&events(&mut s), 5).len(), 60 * 1024);
+}
+
+#[test]
+fn an_equal_sender_never_trips_the_session_receive_bound() {
+    let both = MuxConfig {
+        stream_window: 64 * 1024,
+        session_window: 100 * 1024,
+        ..cfg()
+    };
+    let now = Instant::now();
+    let mut c = Mux::new(both.clone(), true, now);
+    let mut s = Mux::new(both, false, now);
+    let ids: Vec<_> = (0..8).map(|_| c.open_stream(b"").unwrap()).collect();
+    for &id in &ids {
+        c.write(id, &[7u8; 200 * 1024]).unwrap();
+    }
+    let mut received = 0;
+    for round in 0..200 {
+        pump(&mut c, &mut s, now);
+        for e in events(&mut s) {
+            match e {
+                MuxEvent::Data { id, data } => {
+                    received += data.len();
+                    // Consume slowly, and one stream not at all for a while.
+                    if id != ids[0] || round > 50 {
+                        s.consumed(id, data.len());
+                    }
+                }
+                MuxEvent::Exceeded { .. } | MuxEvent::Reset { .. } => panic!("{e:?}"),
+                _ => {}
+            }
+        }
+        pump(&mut s, &mut c, now);
+        events(&mut c);
+    }
+    assert!(received >= 7 * 200 * 1024, "{received}");
 }

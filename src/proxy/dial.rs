@@ -1,8 +1,8 @@
-//! Server side: resolve a [`Target`], check it against the [`DialPolicy`] and connect.
+//! Server side: resolve a [`Target`], check every address against the [`TargetPolicy`] and
+//! connect, within a session's [`SessionBudget`] of dials and lookups in flight.
 
-use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,69 +10,72 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
+use super::budget::{LimitCounters, SessionBudget};
+use super::policy::TargetPolicy;
+use super::resolve::{ResolveError, Resolver};
 use crate::tunnel::{ConnectResult, Target};
 
-/// What the server may connect to, and how long it may try.
-#[derive(Clone)]
+/// What the server may connect to, how it resolves names, and how long it may try.
+#[derive(Clone, Debug)]
 pub struct DialPolicy {
     /// Budget for resolution plus all connection attempts of one dial.
     pub timeout: Duration,
-    /// Whether a resolved address may be connected to (IPv4-mapped IPv6 addresses are
-    /// passed as IPv4).
-    pub permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+    /// Which addresses may be reached.
+    pub targets: TargetPolicy,
+    /// Name resolution.
+    pub resolver: Resolver,
 }
 
 impl DialPolicy {
-    /// A policy that permits every address.
+    /// A policy that permits every address and resolves with the system configuration.
     pub fn allow_all(timeout: Duration) -> DialPolicy {
+        DialPolicy::new(timeout, TargetPolicy::allow_all())
+    }
+
+    /// `targets` with a system resolver of 256 lookups in flight.
+    pub fn new(timeout: Duration, targets: TargetPolicy) -> DialPolicy {
         DialPolicy {
             timeout,
-            permits: Arc::new(|_| true),
+            targets,
+            resolver: Resolver::system(256, timeout),
         }
     }
 }
 
-impl fmt::Debug for DialPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DialPolicy")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Resolves `target` (domains with the system resolver, bounded by `deadline`) and keeps
-/// the addresses the policy permits (IPv4-mapped IPv6 addresses become IPv4). `Denied` if
-/// it resolved only to forbidden addresses.
+/// Resolves `target` (domains with the [`Resolver`], within the session's lookup budget
+/// and by `deadline`) and keeps the addresses the policy permits. `Denied` if it resolved
+/// only to forbidden addresses; `Failure` if the session has its limit of lookups in flight.
 pub async fn resolve(
     target: &Target,
     policy: &DialPolicy,
+    budget: &Arc<SessionBudget>,
     deadline: Instant,
 ) -> Result<Vec<SocketAddr>, ConnectResult> {
     let resolved: Vec<SocketAddr> = match target {
         Target::Ip(addr) => vec![*addr],
         Target::Domain(host, port) => {
-            match timeout_at(deadline, tokio::net::lookup_host((host.as_str(), *port))).await {
-                Err(_) => return Err(ConnectResult::Timeout),
+            let Some(_slot) = budget.try_lookup() else {
+                debug!(%target, "lookup refused: the session has its limit in flight");
+                return Err(ConnectResult::Failure);
+            };
+            match timeout_at(deadline, policy.resolver.lookup(host, *port)).await {
+                Err(_) | Ok(Err(ResolveError::Timeout)) => return Err(ConnectResult::Timeout),
                 Ok(Err(error)) => {
                     debug!(%target, %error, "resolution failed");
                     return Err(ConnectResult::Unreachable);
                 }
-                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Ok(addrs)) => addrs,
             }
         }
     };
-    if resolved.is_empty() {
-        return Err(ConnectResult::Unreachable);
-    }
     let permitted: Vec<SocketAddr> = resolved
         .into_iter()
-        .map(|addr| SocketAddr::new(addr.ip().to_canonical(), addr.port()))
-        .filter(|addr| {
-            let ok = (policy.permits)(addr.ip());
-            if !ok {
-                debug!(%target, %addr, "denied by policy");
+        .filter(|addr| match policy.targets.check(*addr) {
+            Ok(()) => true,
+            Err(why) => {
+                debug!(%target, %addr, %why, "target refused by policy");
+                false
             }
-            ok
         })
         .collect();
     if permitted.is_empty() {
@@ -82,11 +85,28 @@ pub async fn resolve(
 }
 
 /// Resolves `target`, drops addresses the policy denies and tries the rest in order until
-/// one connects, all within `policy.timeout`.
-pub async fn dial(target: &Target, policy: &DialPolicy) -> Result<TcpStream, ConnectResult> {
+/// one connects, all within `policy.timeout` and one of the session's dial slots (none
+/// free: `Failure` at once). Policy refusals are counted in the budget's counters.
+pub async fn dial(
+    target: &Target,
+    policy: &DialPolicy,
+    budget: &Arc<SessionBudget>,
+) -> Result<TcpStream, ConnectResult> {
+    let Some(_slot) = budget.try_dial() else {
+        debug!(%target, "dial refused: the session has its limit in flight");
+        return Err(ConnectResult::Failure);
+    };
     let deadline = Instant::now() + policy.timeout;
+    let addrs = match resolve(target, policy, budget, deadline).await {
+        Ok(a) => a,
+        Err(ConnectResult::Denied) => {
+            LimitCounters::bump(&budget.counters().targets_denied);
+            return Err(ConnectResult::Denied);
+        }
+        Err(other) => return Err(other),
+    };
     let mut last = ConnectResult::Failure;
-    for addr in resolve(target, policy, deadline).await? {
+    for addr in addrs {
         match timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectResult::Timeout),
             Ok(Ok(stream)) => {

@@ -32,10 +32,11 @@ async fn session<C: Connector>(client: TcpStream, peer: SocketAddr, target: Targ
     match connector.connect(target.clone()).await {
         Err(result) => info!(%peer, %target, ?result, "tcp-forward: connect failed"),
         Ok(tunnel) => {
-            let (up, down) = pipe(client, tunnel).await;
+            let o = pipe(client, tunnel).await;
             info!(
-                %peer, %target, result = ?ConnectResult::Ok, up, down,
-                ms = started.elapsed().as_millis() as u64, "tcp-forward: closed"
+                %peer, %target, result = ?ConnectResult::Ok, up = o.up, down = o.down,
+                clean = o.clean, ms = started.elapsed().as_millis() as u64,
+                "tcp-forward: closed"
             );
         }
     }

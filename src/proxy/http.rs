@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::{accept_loop, close_gracefully, relay::pipe, Connector, HANDSHAKE_TIMEOUT};
+use super::{accept_loop, close_gracefully, relay::pipe, Abortable, Connector, HANDSHAKE_TIMEOUT};
 use crate::tunnel::{ConnectResult, Target};
 
 /// Largest accepted request head (request line and headers), in bytes.
@@ -35,13 +35,17 @@ pub async fn serve_http_connect<C: Connector>(
 
 /// Why a request head was refused, with the status line to answer.
 #[derive(Debug, thiserror::Error)]
-enum HeadError {
+pub enum HeadError {
+    /// The client's connection ended or failed before the head was complete.
     #[error("connection ended: {0}")]
     Io(#[from] std::io::Error),
+    /// No end of the head within 8 KiB (`MAX_HEAD`).
     #[error("request head larger than {MAX_HEAD} bytes")]
     TooLarge,
+    /// Not `METHOD AUTHORITY HTTP/1.x`, not UTF-8, or an authority that is not host:port.
     #[error("malformed request line")]
     Malformed,
+    /// A method other than CONNECT.
     #[error("method {0:?} is not CONNECT")]
     Method(String),
 }
@@ -63,12 +67,12 @@ pub(crate) async fn session<S, C>(
     connector: &C,
     handshake_timeout: Duration,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Abortable + Unpin + Send,
     C: Connector,
 {
     let started = Instant::now();
     let (target, early_data) =
-        match tokio::time::timeout(handshake_timeout, read_request(&mut client)).await {
+        match tokio::time::timeout(handshake_timeout, read_connect_request(&mut client)).await {
             Err(_) => {
                 debug!(%peer, "http-connect: request timed out");
                 return;
@@ -110,10 +114,11 @@ pub(crate) async fn session<S, C>(
             return;
         }
     }
-    let (up, down) = pipe(client, tunnel).await;
+    let o = pipe(client, tunnel).await;
     info!(
-        %peer, %target, result = ?ConnectResult::Ok, up = up + early_data.len() as u64, down,
-        ms = started.elapsed().as_millis() as u64, "http-connect: closed"
+        %peer, %target, result = ?ConnectResult::Ok, up = o.up + early_data.len() as u64,
+        down = o.down, clean = o.clean, ms = started.elapsed().as_millis() as u64,
+        "http-connect: closed"
     );
 }
 
@@ -123,8 +128,9 @@ async fn respond<S: AsyncWrite + Unpin>(client: &mut S, status: &str) -> std::io
     client.flush().await
 }
 
-/// Reads the request head; returns the target and any bytes the client sent after the head.
-async fn read_request<S: AsyncRead + Unpin>(
+/// Reads a CONNECT request head from a local client; returns the target and any bytes the
+/// client sent after the head (early data, relayed once the stream is up).
+pub async fn read_connect_request<S: AsyncRead + Unpin>(
     client: &mut S,
 ) -> Result<(Target, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);

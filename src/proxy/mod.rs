@@ -7,20 +7,26 @@
 //! associations ([`udp`]). The tunnel is abstracted behind [`Connector`], so these run (and
 //! are tested) without the rest of the system.
 //!
-//! Server side: [`dial`] resolves and connects to a target under a [`DialPolicy`], and
-//! [`relay`] copies bytes between a tunnel stream and the target connection;
-//! [`serve_stream`] does both for one opened stream and sends the [`ConnectResult`];
-//! [`serve_udp_association`] serves one UDP association.
+//! Server side: [`dial`] resolves ([`mod@resolve`], an async resolver with a bounded number of
+//! lookups in flight) and connects to a target under a [`DialPolicy`] — the
+//! [`TargetPolicy`] (safe by default: see [`policy`]) checked on every address used —
+//! within a session's [`SessionBudget`]; [`relay`] copies bytes between a tunnel stream
+//! and the target connection; [`serve_stream`] does both for one opened stream and sends
+//! the [`ConnectResult`]; [`serve_udp_association`] serves one UDP association.
 //!
 //! Every accept loop spawns one task per connection, returns when its shutdown flag becomes
 //! `true` (or its sender is dropped) and ends the connection tasks it spawned at the same
-//! time. Relays propagate half-close: EOF on one side becomes `shutdown()` of the other
-//! side's write half, and the relay ends when both directions are done or either fails.
+//! time. Relays keep closes honest (see [`relay`]): EOF on one side becomes `shutdown()` of
+//! the other side's write half (half-close), and a reset or error on one side becomes a
+//! reset of the other; the relay ends when both directions are done or either is reset.
 
+mod budget;
 mod dial;
 mod forward;
 mod http;
+pub mod policy;
 mod relay;
+pub mod resolve;
 mod server;
 pub mod socks5;
 pub mod udp;
@@ -36,19 +42,23 @@ use tracing::{debug, info, warn};
 
 use crate::tunnel::{ConnectResult, Target};
 
+pub use budget::{session_memory_bound, LimitCounters, LimitSnapshot, SessionBudget};
 pub use dial::{dial, resolve, DialPolicy};
 pub use forward::serve_tcp_forward;
-pub use http::serve_http_connect;
-pub use relay::relay;
+pub use http::{read_connect_request, serve_http_connect, HeadError};
+pub use policy::{Refusal, TargetPolicy};
+pub use relay::{pipe, relay, reset_pipe, Abortable, PipeEnd, RelayOutcome};
+pub use resolve::Resolver;
 pub use server::serve_stream;
 pub use socks5::{serve_socks5, Socks5Auth};
 pub use udp::forward::{serve_udp_forward, UdpForwardLimits};
 pub use udp::server::serve_udp_association;
 pub use udp::{UdpAssociation, UdpCounters, UdpDrop};
 
-/// A byte stream through the tunnel (a mux stream in the daemon, a pipe in tests).
-pub trait TunnelStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> TunnelStream for T {}
+/// A byte stream through the tunnel (a mux stream in the daemon, a pipe in tests) that can
+/// be closed with a reset.
+pub trait TunnelStream: AsyncRead + AsyncWrite + Abortable + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Abortable + Unpin + Send + 'static> TunnelStream for T {}
 
 /// Opens a stream through the tunnel and waits for the server's [`ConnectResult`].
 pub trait Connector: Clone + Send + Sync + 'static {

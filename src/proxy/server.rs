@@ -6,10 +6,11 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
 
-use super::{dial, relay, DialPolicy, TunnelStream};
+use super::{dial, relay, DialPolicy, SessionBudget, TunnelStream};
 use crate::tunnel::{ConnectResult, OpenRequest, Protocol};
 
-/// Handles a tunnel stream the client opened with `request`: dials under `policy`, writes
+/// Handles a tunnel stream the client opened with `request`: dials under `policy` (with an
+/// unlimited session budget: the daemon enforces its limits itself), writes
 /// the encoded [`ConnectResult`] as the first bytes of the stream and, on success, relays
 /// until both directions end. Returns the result and the bytes relayed
 /// `(tunnel → target, target → tunnel)`. UDP requests are answered with `Failure` for now.
@@ -21,7 +22,7 @@ pub async fn serve_stream<S: TunnelStream>(
     let started = Instant::now();
     let target = &request.target;
     let dialed = match request.protocol {
-        Protocol::Tcp => dial(target, policy).await,
+        Protocol::Tcp => dial(target, policy, &SessionBudget::unlimited()).await,
         Protocol::Udp => Err(ConnectResult::Failure),
     };
     let result = match &dialed {

@@ -4,25 +4,30 @@
 //!
 //! The kernel sees every fake-TCP packet rawtun sends and captures. Without rules,
 //! conntrack tracks a connection that never completed a handshake and the kernel answers
-//! each packet for a port it has no socket on with a TCP RST. Both ends need:
+//! each packet for a port it has no socket on with a TCP RST. Both ends need rules, and
+//! they match the tunnel's flow only — its local address, its port and that address's
+//! family — so another service on the same port number but another address (or family)
+//! keeps its connection tracking and its RSTs:
 //!
 //! ```text
-//!             server (listens on PORT)            client (of SERVER_IP:PORT)
-//! raw    PRE  -p tcp --dport PORT -j NOTRACK      -p tcp -s SERVER_IP --sport PORT -j NOTRACK
-//! raw    OUT  -p tcp --sport PORT -j NOTRACK      -p tcp -d SERVER_IP --dport PORT -j NOTRACK
-//! mangle OUT  -p tcp --sport PORT                 -p tcp -d SERVER_IP --dport PORT
-//!             --tcp-flags RST RST -j DROP         --tcp-flags RST RST -j DROP
+//!             server (LOCAL_IP:PORT)                client (LOCAL_IP to SERVER_IP:PORT)
+//! raw    PRE  -p tcp -d LOCAL_IP --dport PORT        -p tcp -s SERVER_IP -d LOCAL_IP
+//!             -j NOTRACK                             --sport PORT -j NOTRACK
+//! raw    OUT  -p tcp -s LOCAL_IP --sport PORT        -p tcp -s LOCAL_IP -d SERVER_IP
+//!             -j NOTRACK                             --dport PORT -j NOTRACK
+//! mangle OUT  -p tcp -s LOCAL_IP --sport PORT        -p tcp -s LOCAL_IP -d SERVER_IP
+//!             --tcp-flags RST RST -j DROP            --dport PORT --tcp-flags RST RST -j DROP
 //! ```
 //!
-//! iptables: every rule carries `-m comment --comment rawtun:PORT`; server rules go to
-//! iptables and (when installed) ip6tables, client rules to the tool of SERVER_IP's family.
+//! iptables: every rule carries `-m comment --comment rawtun:PORT`; rules go to the tool of
+//! LOCAL_IP's family (iptables or ip6tables) only.
 //! [`RuleSet::apply`] checks each rule with `-C` before `-A` (idempotent, also across
 //! processes: a daemon killed with SIGKILL and restarted still leaves one copy);
 //! [`RuleSet::remove`] deletes every copy.
 //!
 //! nftables: table `inet rawtun`, three base chains per rule set, named after it
-//! (`server_PORT_*` or `client_PORT_ADDR_*`, ADDR being the dotted IPv4 address or the eight
-//! 4-digit groups of the IPv6 address joined by `-`): `_prerouting` and `_output` at
+//! (`server_PORT_LOCAL_*` or `client_PORT_SERVER_LOCAL_*`, each address being the dotted
+//! IPv4 address or the eight 4-digit groups of the IPv6 address joined by `-`): `_prerouting` and `_output` at
 //! priority raw (notrack), `_rst` on output at priority mangle (drop RSTs). Apply creates
 //! and flushes the chains and adds the rules in one `nft` transaction, so a second apply
 //! recreates rather than duplicates; remove deletes the chains, and the table once no chain
@@ -71,15 +76,19 @@ impl Backend {
 /// Which end of the tunnel the rules are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// A server listening on `port` (rules for both address families).
+    /// A server whose tunnel is `local:port` (rules for that address and its family).
     Server {
         /// The tunnel port.
         port: u16,
+        /// The address the tunnel's packets arrive at and leave from.
+        local: IpAddr,
     },
-    /// A client of `server` (rules for that address and port only).
+    /// A client at `local` of `server` (rules for that flow only).
     Client {
         /// The server's address and tunnel port.
         server: SocketAddr,
+        /// The client's own address on the path to the server.
+        local: IpAddr,
     },
 }
 
@@ -87,8 +96,15 @@ impl Side {
     /// The tunnel port the rules match.
     pub fn port(&self) -> u16 {
         match self {
-            Side::Server { port } => *port,
-            Side::Client { server } => server.port(),
+            Side::Server { port, .. } => *port,
+            Side::Client { server, .. } => server.port(),
+        }
+    }
+
+    /// This end's address (IPv4-mapped IPv6 addresses taken as IPv4).
+    pub fn local_ip(&self) -> IpAddr {
+        match self {
+            Side::Server { local, .. } | Side::Client { local, .. } => local.to_canonical(),
         }
     }
 
@@ -96,7 +112,7 @@ impl Side {
     fn server_ip(&self) -> Option<IpAddr> {
         match self {
             Side::Server { .. } => None,
-            Side::Client { server } => Some(server.ip().to_canonical()),
+            Side::Client { server, .. } => Some(server.ip().to_canonical()),
         }
     }
 }
@@ -177,12 +193,10 @@ impl RuleSet {
     /// nftables ([`Backend::detect`]).
     pub fn new(side: Side, backend: Option<Backend>) -> RuleSet {
         let backend = backend.unwrap_or_else(Backend::detect);
-        let tools = match (backend, side.server_ip()) {
+        let tools = match (backend, side.local_ip()) {
             (Backend::Nftables, _) => Vec::new(),
-            (Backend::Iptables, Some(IpAddr::V4(_))) => vec!["iptables"],
-            (Backend::Iptables, Some(IpAddr::V6(_))) => vec!["ip6tables"],
-            (Backend::Iptables, None) if on_path("ip6tables") => vec!["iptables", "ip6tables"],
-            (Backend::Iptables, None) => vec!["iptables"],
+            (Backend::Iptables, IpAddr::V4(_)) => vec!["iptables"],
+            (Backend::Iptables, IpAddr::V6(_)) => vec!["ip6tables"],
         };
         RuleSet {
             backend,
@@ -316,24 +330,20 @@ impl RuleSet {
 
     fn ipt_rules(&self) -> Vec<IptRule> {
         let port = self.side.port().to_string();
+        let local = self.side.local_ip().to_string();
         let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
         let rst = ["--tcp-flags", "RST", "RST", "-j", "DROP"];
-        let (pre, out, mangle) = match self.side.server_ip() {
+        let notrack = ["-j", "NOTRACK"];
+        let (incoming, outgoing) = match self.side.server_ip() {
             None => (
-                words(&["-p", "tcp", "--dport", &port, "-j", "NOTRACK"]),
-                words(&["-p", "tcp", "--sport", &port, "-j", "NOTRACK"]),
-                [words(&["-p", "tcp", "--sport", &port]), words(&rst)].concat(),
+                words(&["-p", "tcp", "-d", &local, "--dport", &port]),
+                words(&["-p", "tcp", "-s", &local, "--sport", &port]),
             ),
             Some(ip) => {
                 let ip = ip.to_string();
                 (
-                    words(&["-p", "tcp", "-s", &ip, "--sport", &port, "-j", "NOTRACK"]),
-                    words(&["-p", "tcp", "-d", &ip, "--dport", &port, "-j", "NOTRACK"]),
-                    [
-                        words(&["-p", "tcp", "-d", &ip, "--dport", &port]),
-                        words(&rst),
-                    ]
-                    .concat(),
+                    words(&["-p", "tcp", "-s", &ip, "-d", &local, "--sport", &port]),
+                    words(&["-p", "tcp", "-s", &local, "-d", &ip, "--dport", &port]),
                 )
             }
         };
@@ -341,17 +351,17 @@ impl RuleSet {
             IptRule {
                 table: "raw",
                 chain: "PREROUTING",
-                spec: pre,
+                spec: [incoming, words(&notrack)].concat(),
             },
             IptRule {
                 table: "raw",
                 chain: "OUTPUT",
-                spec: out,
+                spec: [outgoing.clone(), words(&notrack)].concat(),
             },
             IptRule {
                 table: "mangle",
                 chain: "OUTPUT",
-                spec: mangle,
+                spec: [outgoing, words(&rst)].concat(),
             },
         ]
     }
@@ -375,20 +385,19 @@ impl RuleSet {
     fn nft_chains(&self) -> Vec<NftChain> {
         let port = self.side.port();
         let comment = self.comment();
+        let local = self.side.local_ip();
+        let family = if local.is_ipv4() { "ip" } else { "ip6" };
         let (prefix, pre, out) = match self.side.server_ip() {
             None => (
-                format!("server_{port}"),
-                format!("tcp dport {port}"),
-                format!("tcp sport {port}"),
+                format!("server_{port}_{}", chain_addr(local)),
+                format!("{family} daddr {local} tcp dport {port}"),
+                format!("{family} saddr {local} tcp sport {port}"),
             ),
-            Some(ip) => {
-                let family = if ip.is_ipv4() { "ip" } else { "ip6" };
-                (
-                    format!("client_{port}_{}", chain_addr(ip)),
-                    format!("{family} saddr {ip} tcp sport {port}"),
-                    format!("{family} daddr {ip} tcp dport {port}"),
-                )
-            }
+            Some(ip) => (
+                format!("client_{port}_{}_{}", chain_addr(ip), chain_addr(local)),
+                format!("{family} saddr {ip} {family} daddr {local} tcp sport {port}"),
+                format!("{family} saddr {local} {family} daddr {ip} tcp dport {port}"),
+            ),
         };
         vec![
             NftChain {
@@ -413,7 +422,7 @@ impl RuleSet {
     }
 }
 
-/// The address part of a client chain name: dotted IPv4, or the eight IPv6 groups as
+/// An address as part of a chain name: dotted IPv4, or the eight IPv6 groups as
 /// 4 hex digits joined by `-` (nft identifiers cannot hold `:`).
 fn chain_addr(ip: IpAddr) -> String {
     match ip {

@@ -16,7 +16,7 @@ pub mod route;
 mod socket;
 pub mod sysctl;
 
-pub use interface::{interface_addrs, interface_mac, interface_mtu};
+pub use interface::{interface_addrs, interface_mac, interface_mtu, local_addrs};
 pub use neighbor::neighbor_mac;
 pub use process::{enter_netns, is_root, is_root_or_capable};
 pub use socket::set_recv_buffer;

@@ -13,7 +13,9 @@
 pub mod attack;
 pub mod capture;
 pub mod data;
+pub mod flood;
 pub mod sim;
+pub mod socks5;
 pub mod wan;
 
 use std::fs::{self, File};
@@ -208,6 +210,14 @@ impl Netns {
         &self.name
     }
 
+    /// Writes `/etc/netns/<name>/<file>`: `ip netns exec` bind-mounts it over `/etc/<file>`
+    /// for the programs it starts afterwards (`hosts`, `resolv.conf`). Removed on drop.
+    pub fn set_etc(&self, file: &str, text: &str) {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        fs::create_dir_all(&dir).expect("/etc/netns is writable as root");
+        fs::write(dir.join(file), text).expect("/etc/netns/<name> is writable");
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).args(args);
@@ -325,6 +335,7 @@ impl Drop for Netns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
         let out = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -385,7 +396,14 @@ pub struct TunnelSpec {
     /// Extra lines under `transport` of both configs, unindented
     /// (`"timeouts:\n  keepalive: 10\n"`).
     pub transport_yaml: String,
+    /// Extra top-level sections of the server config (`targets`, `limits`). The default
+    /// opens the server namespace's loopback, where the tests' targets listen (the default
+    /// target policy refuses it); empty = the server's default policy.
+    pub server_yaml: String,
 }
+
+/// The default [`TunnelSpec::server_yaml`]: the public internet plus the loopback targets.
+pub const ALLOW_LOOPBACK: &str = "targets:\n  allow: [\"public\", \"127.0.0.0/8\", \"::1\"]\n";
 
 impl Default for TunnelSpec {
     /// One shared fresh key, port 9999, SOCKS5 on 127.0.0.1:1080, and two forwards:
@@ -411,6 +429,7 @@ impl Default for TunnelSpec {
             log_level: "info".into(),
             kcp_yaml: String::new(),
             transport_yaml: String::new(),
+            server_yaml: ALLOW_LOOPBACK.into(),
         }
     }
 }
@@ -608,16 +627,18 @@ impl Topology {
         }
     }
 
-    /// Runs iptables/rawtun-iptables.sh in both namespaces (server mode in the server,
-    /// `--client SERVER_IP` in the client).
+    /// Runs iptables/rawtun-iptables.sh in both namespaces (server mode for the server's
+    /// address, `--client SERVER_IP --local CLIENT_IP` in the client).
     pub fn apply_firewall(&self, port: u16) {
         let script = repo_path("iptables/rawtun-iptables.sh");
         let script = script.to_str().expect("the repository path is UTF-8");
         let port = port.to_string();
-        self.server.exec_ok(&["bash", script, "add", &port]);
-        let server_ip = self.server_ip.to_string();
-        self.client
-            .exec_ok(&["bash", script, "add", &port, "--client", &server_ip]);
+        let (server_ip, client_ip) = (self.server_ip.to_string(), self.client_ip.to_string());
+        self.server
+            .exec_ok(&["bash", script, "add", &port, "--local", &server_ip]);
+        self.client.exec_ok(&[
+            "bash", script, "add", &port, "--client", &server_ip, "--local", &client_ip,
+        ]);
     }
 
     /// Path of a file in the topology's temporary directory.
@@ -647,8 +668,9 @@ impl Topology {
              log:\n  level: {level}\n\
              listen:\n  addr: \"{listen}\"\n\
              network:\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{server_ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
-             transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
+             transport:\n  kcp:\n    key: \"{key}\"\n{extra}{server_extra}",
             extra = transport_extra(spec),
+            server_extra = spec.server_yaml,
             level = spec.log_level,
             port = spec.port,
             ifname = self.server_if,
@@ -737,6 +759,15 @@ impl Topology {
             .and_then(|(_, child)| child.exited())
     }
 
+    /// Process id of `side`'s running daemon (the latest one started).
+    pub fn daemon_pid(&self, side: Side) -> Option<u32> {
+        self.daemons
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == side)
+            .map(|(_, child)| child.pid())
+    }
+
     /// Starts `rawtun run` with the server config and waits until it is ready.
     pub fn start_server(&mut self) {
         self.start(Side::Server);
@@ -776,21 +807,16 @@ impl Topology {
             .unwrap_or_else(|| panic!("rawtun {side:?} ignored SIGTERM for 10 s"))
     }
 
+    fn pid_of(&self, side: Side) -> u32 {
+        self.daemon_pid(side)
+            .unwrap_or_else(|| panic!("no {side:?} daemon was started"))
+    }
+
     /// Sends `signal` (a `kill -s` name) to `side`'s daemon.
     pub fn signal(&self, side: Side, signal: &str) {
         let _ = Command::new("kill")
-            .args(["-s", signal, &self.daemon_pid(side).to_string()])
+            .args(["-s", signal, &self.pid_of(side).to_string()])
             .status();
-    }
-
-    /// Process id of `side`'s daemon (the newest one started).
-    pub fn daemon_pid(&self, side: Side) -> u32 {
-        self.daemons
-            .iter()
-            .rev()
-            .find(|(s, _)| *s == side)
-            .map(|(_, c)| c.pid())
-            .unwrap_or_else(|| panic!("no {side:?} daemon was started"))
     }
 
     /// The last stats object `side`'s daemon wrote (`Null` before the first one).

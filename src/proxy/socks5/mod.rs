@@ -21,7 +21,7 @@ use self::message::{
     method, reply, Command, Greeting, MethodSelection, PasswordRequest, PasswordResponse, Reply,
     Request, Socks5Error,
 };
-use super::{accept_loop, close_gracefully, relay::pipe, Connector, HANDSHAKE_TIMEOUT};
+use super::{accept_loop, close_gracefully, relay::pipe, Abortable, Connector, HANDSHAKE_TIMEOUT};
 use crate::tunnel::ConnectResult;
 
 /// Credentials a SOCKS5 client must present (RFC 1929).
@@ -120,7 +120,7 @@ pub(crate) async fn session<S, C>(
     connector: &C,
     handshake_timeout: Duration,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Abortable + Unpin + Send,
     C: Connector,
 {
     let started = Instant::now();
@@ -159,10 +159,10 @@ pub(crate) async fn session<S, C>(
         debug!(%peer, %target, %error, "socks5: client gone before reply");
         return;
     }
-    let (up, down) = pipe(client, tunnel).await;
+    let o = pipe(client, tunnel).await;
     info!(
-        %peer, %target, result = ?ConnectResult::Ok, up, down,
-        ms = started.elapsed().as_millis() as u64, "socks5: closed"
+        %peer, %target, result = ?ConnectResult::Ok, up = o.up, down = o.down,
+        clean = o.clean, ms = started.elapsed().as_millis() as u64, "socks5: closed"
     );
 }
 

@@ -3,14 +3,16 @@
 //! carries the replies back with their source address.
 //!
 //! Rules: destinations pass the same [`DialPolicy`] as TCP targets (domain names are
-//! resolved here, on the server, and cached for the association); replies are accepted only
+//! resolved here, on the server, within the session's lookup budget; the resolver caches
+//! answers for their TTL); replies are accepted only
 //! from addresses the association has sent to (what a port-restricted NAT does), so nobody
 //! else can push datagrams to the client; the association ends when the client closes it
 //! (the datagram channel ends) or after `idle` without a datagram either way.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -19,13 +21,12 @@ use tracing::debug;
 
 use super::{bump, UdpAssociation, UdpDrop, MAX_UDP_PAYLOAD};
 use crate::proxy::dial::{resolve, DialPolicy};
+use crate::proxy::SessionBudget;
 use crate::tunnel::Target;
 
 /// Peers (destinations sent to) one association remembers; past this the oldest half of the
 /// set is forgotten, so replies from them are dropped as foreign.
 const MAX_PEERS: usize = 1024;
-/// Domain names one association keeps resolved.
-const MAX_NAMES: usize = 64;
 
 /// Sockets bound lazily, per family.
 #[derive(Default)]
@@ -59,13 +60,18 @@ async fn recv_on(socket: &Option<UdpSocket>, buf: &mut [u8]) -> io::Result<(usiz
     }
 }
 
-/// Serves one association until the client ends it or it is idle for `idle`.
-pub async fn serve_udp_association(mut assoc: UdpAssociation, policy: DialPolicy, idle: Duration) {
+/// Serves one association until the client ends it or it is idle for `idle`; its name
+/// lookups count against `budget`.
+pub async fn serve_udp_association(
+    mut assoc: UdpAssociation,
+    policy: DialPolicy,
+    budget: Arc<SessionBudget>,
+    idle: Duration,
+) {
     let sender = assoc.sender();
     let counters = assoc.counters().clone();
     let mut sockets = Sockets::default();
     let mut peers: HashSet<SocketAddr> = HashSet::new();
-    let mut names: HashMap<Target, SocketAddr> = HashMap::new();
     let mut buf4 = vec![0u8; MAX_UDP_PAYLOAD + 1];
     let mut buf6 = vec![0u8; MAX_UDP_PAYLOAD + 1];
     let mut last = Instant::now();
@@ -75,13 +81,10 @@ pub async fn serve_udp_association(mut assoc: UdpAssociation, policy: DialPolicy
                 None => break,
                 Some((dest, payload)) => {
                     last = Instant::now();
-                    let to = match names.get(&dest) {
-                        Some(a) => Ok(*a),
-                        None => {
-                            let deadline = Instant::now() + policy.timeout;
-                            resolve(&dest, &policy, deadline).await.map(|a| a[0])
-                        }
-                    };
+                    let deadline = Instant::now() + policy.timeout;
+                    let to = resolve(&dest, &policy, &budget, deadline)
+                        .await
+                        .and_then(|a| a.first().copied().ok_or(crate::tunnel::ConnectResult::Unreachable));
                     let to = match to {
                         Ok(a) => a,
                         Err(result) => {
@@ -90,12 +93,6 @@ pub async fn serve_udp_association(mut assoc: UdpAssociation, policy: DialPolicy
                             continue;
                         }
                     };
-                    if matches!(dest, Target::Domain(..)) {
-                        if names.len() >= MAX_NAMES {
-                            names.clear();
-                        }
-                        names.insert(dest, to);
-                    }
                     if peers.len() >= MAX_PEERS {
                         peers.clear();
                     }

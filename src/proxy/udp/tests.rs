@@ -78,7 +78,8 @@ impl Connector for MemTunnel {
             self.server.clone(),
         );
         let policy = DialPolicy::allow_all(Duration::from_secs(2));
-        tokio::spawn(serve_udp_association(server, policy, self.idle));
+        let budget = crate::proxy::SessionBudget::unlimited();
+        tokio::spawn(serve_udp_association(server, policy, budget, self.idle));
         Ok(client)
     }
 }
@@ -378,13 +379,15 @@ async fn server_association_refuses_destinations_the_policy_denies() {
         up_rx,
         counters.clone(),
     );
-    let policy = DialPolicy {
-        timeout: Duration::from_secs(1),
-        permits: Arc::new(|_| false),
-    };
+    // The default policy: the echo server on loopback is refused.
+    let policy = DialPolicy::new(
+        Duration::from_secs(1),
+        crate::proxy::TargetPolicy::new(crate::config::TargetAcl::default()),
+    );
     let task = tokio::spawn(serve_udp_association(
         server,
         policy,
+        crate::proxy::SessionBudget::unlimited(),
         Duration::from_secs(5),
     ));
     let mut body = Vec::new();

@@ -4,13 +4,23 @@ fn words(cmd: &[String]) -> String {
     cmd.join(" ")
 }
 
+fn server(local: &str) -> Side {
+    Side::Server {
+        port: 9999,
+        local: local.parse().unwrap(),
+    }
+}
+
+fn client(server: &str, local: &str) -> Side {
+    Side::Client {
+        server: server.parse().unwrap(),
+        local: local.parse().unwrap(),
+    }
+}
+
 #[test]
-fn iptables_server_commands() {
-    let rules = RuleSet {
-        backend: Backend::Iptables,
-        side: Side::Server { port: 9999 },
-        tools: vec!["iptables", "ip6tables"],
-    };
+fn iptables_server_commands_match_the_local_address_and_its_family_only() {
+    let rules = RuleSet::new(server("198.18.0.2"), Some(Backend::Iptables));
     let apply: Vec<String> = rules
         .commands(Action::Apply)
         .iter()
@@ -20,29 +30,26 @@ fn iptables_server_commands() {
     assert_eq!(
         apply,
         [
-            format!("iptables -w -t raw -A PREROUTING -p tcp --dport 9999 -j NOTRACK {tag}"),
-            format!("ip6tables -w -t raw -A PREROUTING -p tcp --dport 9999 -j NOTRACK {tag}"),
-            format!("iptables -w -t raw -A OUTPUT -p tcp --sport 9999 -j NOTRACK {tag}"),
-            format!("ip6tables -w -t raw -A OUTPUT -p tcp --sport 9999 -j NOTRACK {tag}"),
+            format!("iptables -w -t raw -A PREROUTING -p tcp -d 198.18.0.2 --dport 9999 -j NOTRACK {tag}"),
+            format!("iptables -w -t raw -A OUTPUT -p tcp -s 198.18.0.2 --sport 9999 -j NOTRACK {tag}"),
             format!(
-                "iptables -w -t mangle -A OUTPUT -p tcp --sport 9999 --tcp-flags RST RST -j DROP {tag}"
-            ),
-            format!(
-                "ip6tables -w -t mangle -A OUTPUT -p tcp --sport 9999 --tcp-flags RST RST -j DROP {tag}"
+                "iptables -w -t mangle -A OUTPUT -p tcp -s 198.18.0.2 --sport 9999 --tcp-flags RST RST -j DROP {tag}"
             ),
         ]
     );
     let remove = rules.commands(Action::Remove);
-    assert_eq!(remove.len(), 6);
+    assert_eq!(remove.len(), 3);
     assert!(remove.iter().all(|c| c[4] == "-D"), "{remove:?}");
+    let v6 = RuleSet::new(server("2001:2::2"), Some(Backend::Iptables));
+    let cmds = v6.commands(Action::Apply);
+    assert!(cmds.iter().all(|c| c[0] == "ip6tables"), "{cmds:?}");
+    assert!(words(&cmds[0]).contains("-d 2001:2::2 --dport 9999"));
 }
 
 #[test]
-fn iptables_client_commands_follow_the_server_family() {
+fn iptables_client_commands_match_both_ends_of_the_flow() {
     let v4 = RuleSet::new(
-        Side::Client {
-            server: "198.18.0.2:443".parse().unwrap(),
-        },
+        client("198.18.0.2:443", "198.18.0.1"),
         Some(Backend::Iptables),
     );
     let apply: Vec<String> = v4
@@ -54,27 +61,23 @@ fn iptables_client_commands_follow_the_server_family() {
     assert_eq!(
         apply,
         [
-            format!("iptables -w -t raw -A PREROUTING -p tcp -s 198.18.0.2 --sport 443 -j NOTRACK {tag}"),
-            format!("iptables -w -t raw -A OUTPUT -p tcp -d 198.18.0.2 --dport 443 -j NOTRACK {tag}"),
+            format!("iptables -w -t raw -A PREROUTING -p tcp -s 198.18.0.2 -d 198.18.0.1 --sport 443 -j NOTRACK {tag}"),
+            format!("iptables -w -t raw -A OUTPUT -p tcp -s 198.18.0.1 -d 198.18.0.2 --dport 443 -j NOTRACK {tag}"),
             format!(
-                "iptables -w -t mangle -A OUTPUT -p tcp -d 198.18.0.2 --dport 443 --tcp-flags RST RST -j DROP {tag}"
+                "iptables -w -t mangle -A OUTPUT -p tcp -s 198.18.0.1 -d 198.18.0.2 --dport 443 --tcp-flags RST RST -j DROP {tag}"
             ),
         ]
     );
     let v6 = RuleSet::new(
-        Side::Client {
-            server: "[2001:db8::2]:443".parse().unwrap(),
-        },
+        client("[2001:db8::2]:443", "2001:db8::1"),
         Some(Backend::Iptables),
     );
     let cmds = v6.commands(Action::Apply);
     assert!(cmds.iter().all(|c| c[0] == "ip6tables"), "{cmds:?}");
-    assert!(words(&cmds[0]).contains("-s 2001:db8::2 --sport 443"));
-    // An IPv4-mapped server address is an IPv4 server.
+    assert!(words(&cmds[0]).contains("-s 2001:db8::2 -d 2001:db8::1 --sport 443"));
+    // IPv4-mapped addresses are IPv4.
     let mapped = RuleSet::new(
-        Side::Client {
-            server: "[::ffff:198.18.0.2]:443".parse().unwrap(),
-        },
+        client("[::ffff:198.18.0.2]:443", "::ffff:198.18.0.1"),
         Some(Backend::Iptables),
     );
     assert_eq!(mapped.commands(Action::Apply), v4.commands(Action::Apply));
@@ -82,7 +85,7 @@ fn iptables_client_commands_follow_the_server_family() {
 
 #[test]
 fn nft_server_script() {
-    let rules = RuleSet::new(Side::Server { port: 9999 }, Some(Backend::Nftables));
+    let rules = RuleSet::new(server("198.18.0.2"), Some(Backend::Nftables));
     let cmds = rules.commands(Action::Apply);
     assert_eq!(cmds.len(), 1);
     assert_eq!(cmds[0][0], "nft");
@@ -91,58 +94,56 @@ fn nft_server_script() {
         script[..4],
         [
             "add table inet rawtun",
-            "add chain inet rawtun server_9999_prerouting { type filter hook prerouting priority raw",
+            "add chain inet rawtun server_9999_198.18.0.2_prerouting { type filter hook prerouting priority raw",
             "policy accept",
             "}",
         ]
     );
     assert!(cmds[0][1].contains(
-        "flush chain inet rawtun server_9999_prerouting; \
-         add rule inet rawtun server_9999_prerouting tcp dport 9999 notrack comment \"rawtun:9999\""
+        "flush chain inet rawtun server_9999_198.18.0.2_prerouting; \
+         add rule inet rawtun server_9999_198.18.0.2_prerouting ip daddr 198.18.0.2 tcp dport 9999 notrack comment \"rawtun:9999\""
     ));
     assert!(cmds[0][1].contains(
-        "add rule inet rawtun server_9999_output tcp sport 9999 notrack comment \"rawtun:9999\""
+        "add rule inet rawtun server_9999_198.18.0.2_output ip saddr 198.18.0.2 tcp sport 9999 notrack comment \"rawtun:9999\""
     ));
     assert!(cmds[0][1].contains(
-        "add chain inet rawtun server_9999_rst { type filter hook output priority mangle; policy accept; }"
+        "add chain inet rawtun server_9999_198.18.0.2_rst { type filter hook output priority mangle; policy accept; }"
     ));
     assert!(cmds[0][1].contains(
-        "add rule inet rawtun server_9999_rst tcp sport 9999 tcp flags & rst == rst drop comment \"rawtun:9999\""
+        "add rule inet rawtun server_9999_198.18.0.2_rst ip saddr 198.18.0.2 tcp sport 9999 tcp flags & rst == rst drop comment \"rawtun:9999\""
     ));
     assert_eq!(
         rules.commands(Action::Remove),
         [vec![
             "nft".to_owned(),
-            "delete chain inet rawtun server_9999_prerouting; \
-             delete chain inet rawtun server_9999_output; \
-             delete chain inet rawtun server_9999_rst"
+            "delete chain inet rawtun server_9999_198.18.0.2_prerouting; \
+             delete chain inet rawtun server_9999_198.18.0.2_output; \
+             delete chain inet rawtun server_9999_198.18.0.2_rst"
                 .to_owned()
         ]]
     );
 }
 
 #[test]
-fn nft_client_chains_name_the_server() {
+fn nft_client_chains_name_both_ends() {
     let v4 = RuleSet::new(
-        Side::Client {
-            server: "198.18.0.2:443".parse().unwrap(),
-        },
+        client("198.18.0.2:443", "198.18.0.1"),
         Some(Backend::Nftables),
     );
     let script = &v4.commands(Action::Apply)[0][1];
     assert!(script.contains(
-        "add rule inet rawtun client_443_198.18.0.2_prerouting ip saddr 198.18.0.2 tcp sport 443 notrack"
+        "add rule inet rawtun client_443_198.18.0.2_198.18.0.1_prerouting \
+         ip saddr 198.18.0.2 ip daddr 198.18.0.1 tcp sport 443 notrack"
     ));
     let v6 = RuleSet::new(
-        Side::Client {
-            server: "[2001:db8::2]:443".parse().unwrap(),
-        },
+        client("[2001:db8::2]:443", "2001:db8::1"),
         Some(Backend::Nftables),
     );
     let script = &v6.commands(Action::Apply)[0][1];
     assert!(script.contains(
-        "add rule inet rawtun client_443_2001-0db8-0000-0000-0000-0000-0000-0002_rst \
-         ip6 daddr 2001:db8::2 tcp dport 443 tcp flags & rst == rst drop comment \"rawtun:443\""
+        "add rule inet rawtun client_443_2001-0db8-0000-0000-0000-0000-0000-0002_\
+         2001-0db8-0000-0000-0000-0000-0000-0001_rst \
+         ip6 saddr 2001:db8::1 ip6 daddr 2001:db8::2 tcp dport 443 tcp flags & rst == rst drop comment \"rawtun:443\""
     ));
 }
 
