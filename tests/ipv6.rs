@@ -125,5 +125,9 @@ fn ipv6_tunnel_carries_data_and_stays_silent_to_strangers() {
         "the server answered {} IPv6 packets",
         pcap.frames.len()
     );
-    assert!(t.counter(Side::Server, "dropped_syn_invalid") >= 300);
+    // The stats file is rewritten once a second: wait for the flush after the attack.
+    let counted = wait_for(Duration::from_secs(5), || {
+        t.counter(Side::Server, "dropped_syn_invalid") >= 300
+    });
+    assert!(counted, "refusals not counted: {}", t.stats(Side::Server));
 }

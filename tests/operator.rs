@@ -78,8 +78,10 @@ fn ping_reports_rtt_and_says_why_a_silent_server_may_not_answer() {
     let s = text(&out);
     assert!(!out.status.success(), "wrong key must fail: {s}");
     assert!(s.contains("no answer") && s.contains("the key"), "{s}");
-    let refused = t.counter(Side::Server, "dropped_syn_invalid");
-    assert!(refused > 0, "the wrong key's SYNs were not counted");
+    let refused = wait_for(Duration::from_secs(5), || {
+        t.counter(Side::Server, "dropped_syn_invalid") > 0
+    });
+    assert!(refused, "the wrong key's SYNs were not counted");
 
     // No server at that address: no answer at all.
     let nowhere = t.path("nowhere.yaml");
