@@ -8,7 +8,12 @@
 //! and opens streams by name. The server's memory must stay under the documented
 //! per-session bound (`rawtun::proxy::session_memory_bound`), every bound must have been
 //! exercised (refusals counted), and the second client must be served: all its opens by
-//! name succeed and its round trips stay close to their idle figures.
+//! name succeed and its echo round trip p99 stays within 2x of its idle p99.
+//!
+//! Client and server are joined through `rawtun-linkemu` with 50 ms of delay each way, as
+//! rawtun's users' paths are long: on a bare veth the idle round trip is a fraction of a
+//! millisecond and the ratio measures how the two test CPUs are shared (1.4x to 17x in
+//! runs on the same box), not whether the server keeps serving the other client.
 
 mod common;
 
@@ -18,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::wan::LinkSpec;
 use common::{addr, flood, serial, socks5, Side, Topology, TunnelSpec};
 use rawtun::tunnel::{OpenRequest, Protocol, Target};
 
@@ -136,7 +142,9 @@ fn proc_kib(pid: u32, key: &str) -> u64 {
 fn one_client_flood_is_bounded_and_another_client_is_served() {
     common::require_root();
     let _s = serial();
-    let mut t = Topology::pair();
+    // 100 ms round trip, nothing else: no rate limit, so no shared queue in the emulator
+    // in which the flood's bytes could delay the other client's.
+    let mut t = Topology::wan(LinkSpec::new(&["--delay", "50ms"]));
     t.server.set_etc("resolv.conf", "nameserver 127.0.0.1\n");
     let queries = nameserver(&t.server);
     echo_server(&t.server);
@@ -157,8 +165,9 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
     let proxy = addr(SOCKS5);
 
     // Idle figures of the well-behaved client.
-    let idle = t.client.run(move || round_trips(proxy, "127.0.0.1", 300));
+    let idle = t.client.run(move || round_trips(proxy, "127.0.0.1", 200));
     let rss_idle = proc_kib(pid, "VmRSS:");
+    let opened_idle = t.counter(Side::Server, "streams_opened");
 
     // The flood: 1,000 slow names, then 10,000 blackholed dials, written into.
     let mut opens = Vec::new();
@@ -184,8 +193,9 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
         heavy: (200, 1 << 20),
         rest: 8 << 10,
         burst: 256,
-        // Past the dial timeout (10 s): the blackholed dials end while the session lives.
-        hold: Duration::from_secs(12),
+        // Past the dial timeout (10 s) and the other client's measurement (about 55 s):
+        // the blackholed dials end while the session lives.
+        hold: Duration::from_secs(65),
         stop: stop.clone(),
     };
     let attacker = t.client.thread(move || flood::run(&client_cfg, plan));
@@ -193,11 +203,11 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
     // The other client, measured while the flood is under way: it starts once the flooding
     // session opens its first streams, and interleaves opens by name with the round trips.
     let started = common::wait_for(Duration::from_secs(30), || {
-        t.counter(Side::Server, "streams_opened") > 0
+        t.counter(Side::Server, "streams_opened") > opened_idle + 100
     });
     assert!(
         started,
-        "the flood opened streams: {}",
+        "the flood opened no streams: {}",
         t.stats(Side::Server)
     );
     let (loaded, by_name) = t.client.run(move || {
@@ -205,11 +215,20 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
         let mut opened = 0;
         let t0 = Instant::now();
         for i in 0..20 {
-            rtts.extend(round_trips(proxy, "127.0.0.1", 50));
+            rtts.extend(round_trips(proxy, "127.0.0.1", 25));
             if socks5::connect(proxy, &format!("e{i}.echo.test"), ECHO).is_ok() {
                 opened += 1;
             }
         }
+        // The slowest round trips in the order they happened (index, ms): when the flood's
+        // opens arrive in one burst, the first one or two may wait behind them.
+        let mut slowest: Vec<(usize, f64)> = rtts.iter().copied().enumerate().collect();
+        slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        slowest.truncate(5);
+        println!(
+            "slowest round trips under the flood (index of {}, ms): {slowest:.1?}",
+            rtts.len()
+        );
         rtts.sort_by(f64::total_cmp);
         (rtts, (opened, t0.elapsed()))
     });
@@ -268,15 +287,9 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
         by_name.0, 20,
         "the other client's opens by name all succeed"
     );
-    // Round trips under the flood. The p99 ratio is printed above; on the 2-CPU test
-    // machines it varies from run to run (measured 1.4 to 17: the flooding client, the
-    // server's packet workers and the measuring client share two CPUs, and both sessions
-    // may share one packet worker), so the assertion is behavioural: the other client is
-    // served within 2x of idle or within 200 ms, never starved for seconds as it was when
-    // one client's lookups and dials held every resolver thread.
     assert!(
-        p(&loaded, 99) <= (2.0 * p(&idle, 99)).max(p(&idle, 99) + 200.0),
-        "echo p99 {:.2} ms under the flood vs {:.2} ms idle",
+        p(&loaded, 99) <= 2.0 * p(&idle, 99),
+        "echo p99 {:.2} ms under the flood vs {:.2} ms idle (ratio {ratio:.2})",
         p(&loaded, 99),
         p(&idle, 99)
     );
