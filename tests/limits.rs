@@ -13,10 +13,11 @@
 //! Issue 10 asks for 2x. Measured here: 0.93, 1.11, 1.83 and 2.15 in four runs on one box
 //! (Intel Xeon, 2 vCPUs). The slow round trips come in runs of three to five, at the same
 //! moments of the flood in every run (about 2.5 s and 5.3 s after it starts), 100-200 ms
-//! late, while no worker queue overflows (`queue_full` 0): most likely a queue in the
-//! server that the flood's bulk fills (see the note of 2026-12-04). Until that is found and fixed, the test asserts 3x, which
-//! still fails a server that stalls the other client for a round trip or more, and the
-//! issue stays open.
+//! late, while no worker queue overflows (`queue_full` 0): a FIFO that the flood's bulk
+//! fills, either a server worker's input queue or the link emulator's capture buffer (see
+//! the note of 2026-12-04). Until that is found and fixed, the test asserts 3x, which still
+//! fails a server that stalls the other client for a round trip or more, and the issue
+//! stays open.
 //!
 //! Client and server are joined through `rawtun-linkemu` with 50 ms of delay each way, as
 //! rawtun's users' paths are long: on a bare veth the idle round trip is a fraction of a
@@ -228,8 +229,8 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
                 opened += 1;
             }
         }
-        // The slowest round trips in the order they happened (index, ms): when the flood's
-        // opens arrive in one burst, the first one or two may wait behind them.
+        // The five slowest round trips and when they happened (index in time order, ms), to
+        // tell a stall at one moment of the flood from a general slowdown.
         let mut slowest: Vec<(usize, f64)> = rtts.iter().copied().enumerate().collect();
         slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
         slowest.truncate(5);
