@@ -96,9 +96,28 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The session the command belongs to (`None` for a client's open).
+    pub fn session(&self) -> Option<SocketAddr> {
+        match self {
+            Command::Open { .. } => None,
+            Command::Data { key, .. }
+            | Command::Finish { key }
+            | Command::Reset { key }
+            | Command::Consumed { key, .. }
+            | Command::Close { key }
+            | Command::Datagram { key, .. } => Some(key.conn),
+        }
+    }
+}
+
 /// Everything a worker receives, in one queue.
 pub enum Input {
-    Frame(Vec<u8>),
+    /// A captured frame and the hash of its flow (the worker's fairness lane).
+    Frame {
+        flow: u64,
+        data: Vec<u8>,
+    },
     Cmd(Command),
     Control(Control),
 }

@@ -13,6 +13,7 @@ mod bridge;
 mod client;
 pub mod control;
 pub mod dump;
+mod fair;
 mod frontends;
 mod inbox;
 pub mod keys;
@@ -441,8 +442,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                         }
                     };
                     let frame = &buf[..n];
-                    let i = shard.of(frame);
-                    match senders[i].try_send(Input::Frame(frame.to_vec())) {
+                    let (i, flow) = shard.of(frame);
+                    let data = frame.to_vec();
+                    match senders[i].try_send(Input::Frame { flow, data }) {
                         Ok(()) => {}
                         Err(flume::TrySendError::Full(_)) => stats.count_queue_full(i),
                         Err(flume::TrySendError::Disconnected(_)) => break,
@@ -610,18 +612,16 @@ impl Shard {
         }
     }
 
-    fn of(&self, frame: &[u8]) -> usize {
+    /// The worker that owns the frame's flow, and the flow's hash (the server: the peer's
+    /// address and port; the client: its own port).
+    fn of(&self, frame: &[u8]) -> (usize, u64) {
         use std::hash::BuildHasher;
-        if self.workers == 1 {
-            return 0;
-        }
-        match wire::parse_frame(self.link, frame) {
-            Ok(p) if self.is_server => {
-                (self.key.hash_one(p.repr.src) % self.workers as u64) as usize
-            }
-            Ok(p) => p.repr.dst.port() as usize % self.workers,
+        let flow = match wire::parse_frame(self.link, frame) {
+            Ok(p) if self.is_server => self.key.hash_one(p.repr.src),
+            Ok(p) => u64::from(p.repr.dst.port()),
             Err(_) => 0,
-        }
+        };
+        ((flow % self.workers as u64) as usize, flow)
     }
 }
 

@@ -53,9 +53,13 @@ pub struct Snapshot {
     /// Server: packets dropped without an answer, by reason.
     #[serde(default)]
     pub drops: DropStats,
-    /// Frames the capture thread dropped because this worker's queue was full.
+    /// Frames dropped because a worker's input channel (the capture thread) or the flow's
+    /// lane in the worker (the worker, see `daemon/fair.rs`) was full.
     #[serde(default)]
     pub queue_full: u64,
+    /// Deepest any worker's input queue has been (frames and commands waiting), since start.
+    #[serde(default)]
+    pub queue_peak: u64,
 }
 
 impl Snapshot {
@@ -84,6 +88,7 @@ impl Snapshot {
         self.parse_errors += o.parse_errors;
         self.drops += o.drops;
         self.queue_full += o.queue_full;
+        self.queue_peak = self.queue_peak.max(o.queue_peak);
     }
 }
 
@@ -193,11 +198,11 @@ impl Stats {
         for v in w.iter() {
             t.add(&v.snap);
         }
-        t.queue_full = self
+        t.queue_full += self
             .capture
             .iter()
             .map(|c| c.queue_full.load(Ordering::Relaxed))
-            .sum();
+            .sum::<u64>();
         t
     }
 

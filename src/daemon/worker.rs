@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamPort};
+use super::fair::FairQueue;
 use super::server::ServerCtx;
 use super::stats::{SessionInfo, Snapshot, Stats};
 use crate::endpoint::{
@@ -29,6 +30,13 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// Inputs handled per wake-up before transmitting (batching).
 const BATCH: usize = 256;
+/// Items a worker holds in its fairness lanes ([`FairQueue`]), in all and per flow (as
+/// many as the input channel holds: a single busy session keeps the burst room it had
+/// before the lanes; one flow may fill half, so another still finds room).
+const LANES_CAP: usize = super::WORKER_QUEUE;
+const LANE_CAP: usize = LANES_CAP / 2;
+/// Commands get lanes of their own (per session) beside the session's frames.
+const COMMAND_LANE: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Client reconnect backoff bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
@@ -115,6 +123,14 @@ pub struct Worker {
     datagrams_unroutable: u64,
     /// Datagrams dropped because their association's task was behind.
     datagrams_app_full: u64,
+    /// Inputs taken from the channel and not yet handled, per flow.
+    lanes: FairQueue<Input>,
+    /// Hashes a command's session into its lane.
+    lane_key: std::collections::hash_map::RandomState,
+    /// Frames refused because their lane or all lanes were full.
+    lanes_full: u64,
+    /// Deepest the lanes have been (see `Snapshot::queue_peak`).
+    queue_peak: u64,
     last_publish: Instant,
 }
 
@@ -179,6 +195,10 @@ impl Worker {
             send_errors: 0,
             datagrams_unroutable: 0,
             datagrams_app_full: 0,
+            lanes: FairQueue::new(LANES_CAP, LANE_CAP),
+            lane_key: Default::default(),
+            lanes_full: 0,
+            queue_peak: 0,
             last_publish: Instant::now(),
         }
     }
@@ -189,22 +209,33 @@ impl Worker {
             if self.shutdown.load(Ordering::Relaxed) {
                 break;
             }
-            let now = Instant::now();
-            let wait_until = self
-                .poll_timeout()
-                .map_or(now + MAX_WAIT, |t| t.min(now + MAX_WAIT));
-            match self.inputs.recv_deadline(wait_until) {
-                Ok(input) => {
-                    self.handle_input(input);
-                    for _ in 0..BATCH {
-                        match self.inputs.try_recv() {
-                            Ok(input) => self.handle_input(input),
-                            Err(_) => break,
-                        }
-                    }
+            // Wait for input only when none is waiting in the lanes.
+            if self.lanes.is_empty() {
+                let now = Instant::now();
+                let wait_until = self
+                    .poll_timeout()
+                    .map_or(now + MAX_WAIT, |t| t.min(now + MAX_WAIT));
+                match self.inputs.recv_deadline(wait_until) {
+                    Ok(input) => self.stage(input),
+                    Err(flume::RecvTimeoutError::Timeout) => {}
+                    Err(flume::RecvTimeoutError::Disconnected) => break,
                 }
-                Err(flume::RecvTimeoutError::Timeout) => {}
-                Err(flume::RecvTimeoutError::Disconnected) => break,
+            }
+            // Everything that waits in the channel goes to its flow's lane (while the lanes
+            // have room), then the lanes are served in turn: a flow that floods the worker
+            // delays another flow's packet by one of its own, not by its whole backlog.
+            while !self.lanes.is_full() {
+                match self.inputs.try_recv() {
+                    Ok(input) => self.stage(input),
+                    Err(_) => break,
+                }
+            }
+            self.queue_peak = self.queue_peak.max(self.lanes.len() as u64);
+            for _ in 0..BATCH {
+                match self.lanes.pop() {
+                    Some(input) => self.handle_input(input),
+                    None => break,
+                }
             }
             let now = Instant::now();
             self.handle_timeouts(now);
@@ -260,9 +291,26 @@ impl Worker {
         }
     }
 
+    /// Puts `input` in its flow's lane: frames by the flow hash the capture thread computed,
+    /// commands by their session. A frame its lane has no room for is dropped and counted.
+    fn stage(&mut self, input: Input) {
+        use std::hash::BuildHasher;
+        let (lane, must) = match &input {
+            Input::Frame { flow, .. } => (*flow, false),
+            Input::Cmd(c) => (
+                c.session().map_or(0, |a| self.lane_key.hash_one(a)) ^ COMMAND_LANE,
+                true,
+            ),
+            Input::Control(_) => return self.handle_input(input),
+        };
+        if self.lanes.push(lane, input, must).is_err() {
+            self.lanes_full += 1;
+        }
+    }
+
     fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Frame(frame) => self.handle_frame(&frame),
+            Input::Frame { data, .. } => self.handle_frame(&data),
             Input::Cmd(c) => self.handle_command(c),
             Input::Control(Control::SetIdentities(ids)) => {
                 if let Role::Server(l, _) = &mut self.role {
@@ -860,6 +908,8 @@ impl Worker {
             streams_active: self.streams.len() as u64,
             datagrams_unroutable: self.datagrams_unroutable,
             datagrams_app_full: self.datagrams_app_full,
+            queue_peak: self.queue_peak,
+            queue_full: self.lanes_full,
             ..Snapshot::default()
         };
         let mut sessions = Vec::new();
