@@ -8,16 +8,18 @@
 //! and opens streams by name. The server's memory must stay under the documented
 //! per-session bound (`rawtun::proxy::session_memory_bound`), every bound must have been
 //! exercised (refusals counted), and the second client must be served: all its opens by
-//! name succeed and its echo round trip p99 stays within 3x of its idle p99.
+//! name succeed and its echo round trip p99 stays within 2x of its idle p99.
 //!
-//! Issue 10 asks for 2x. Measured here: 0.93, 1.11, 1.83 and 2.15 in four runs on one box
-//! (Intel Xeon, 2 vCPUs). The slow round trips come in runs of three to five, at the same
-//! moments of the flood in every run (about 2.5 s and 5.3 s after it starts), 100-200 ms
-//! late, while no worker queue overflows (`queue_full` 0): a FIFO that the flood's bulk
-//! fills, either a server worker's input queue or the link emulator's capture buffer (see
-//! the note of 2026-12-04). Until that is found and fixed, the test asserts 3x, which still
-//! fails a server that stalls the other client for a round trip or more, and the issue
-//! stays open.
+//! Two things made that ratio 0.9x-2.2x from run to run before (2026-12-05):
+//! - the server's worker handled its input in arrival order, and the flood's bulk put up
+//!   to 5,848 frames ahead of the other client's next packet (`queue_peak`); the worker
+//!   now serves flows in turn (`src/daemon/fair.rs`);
+//! - on a 2-CPU test box the link emulator (real-time priority, ~1 CPU at the flood's
+//!   rate), the flooding client (~0.5 CPU) and the server shared both CPUs, and a
+//!   system-wide profile showed the server's worker getting a quarter of a CPU while its
+//!   queue grew. An attacker and a network path do not run on the server's CPUs, so the
+//!   test gives the server a CPU of its own (`taskset`) and puts everything else on the
+//!   others. Measured since: p99 ratio 1.18-1.36 (AMD EPYC, 2 vCPUs).
 //!
 //! Client and server are joined through `rawtun-linkemu` with 50 ms of delay each way, as
 //! rawtun's users' paths are long: on a bare veth the idle round trip is a fraction of a
@@ -127,12 +129,24 @@ fn round_trips(proxy: SocketAddr, host: &str, count: usize) -> Vec<f64> {
         c.read_exact(&mut back).expect("echo");
         rtts.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    rtts.sort_by(f64::total_cmp);
     rtts
 }
 
 fn p(sorted: &[f64], pct: usize) -> f64 {
     sorted[(sorted.len() * pct / 100).min(sorted.len() - 1)]
+}
+
+/// Restricts every thread of `pid` (and threads it starts later) to `cpus` (`taskset`).
+fn pin(pid: u32, cpus: &str) {
+    let out = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .output()
+        .expect("taskset (util-linux)");
+    assert!(
+        out.status.success(),
+        "taskset -c {cpus} {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `key` of /proc/PID/status in bytes (`VmRSS`, `VmHWM`).
@@ -172,9 +186,28 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
     let cfg = rawtun::config::load(&server_cfg).expect("server config");
     let bound = rawtun::proxy::session_memory_bound(&cfg);
     let proxy = addr(SOCKS5);
+    // The server gets a CPU of its own; the emulator, the flooding client and the other
+    // client share the rest (see the header).
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus >= 2 {
+        let last = cpus - 1;
+        let rest = format!("0-{}", last - 1);
+        pin(pid, &last.to_string());
+        for other in [
+            t.daemon_pid(Side::Client).expect("client pid"),
+            t.link().emulator.pid(),
+            std::process::id(),
+        ] {
+            pin(other, &rest);
+        }
+        println!("server on CPU {last}, emulator and clients on CPUs {rest}");
+    } else {
+        println!("one CPU: server, emulator and clients share it");
+    }
 
     // Idle figures of the well-behaved client.
-    let idle = t.client.run(move || round_trips(proxy, "127.0.0.1", 200));
+    let mut idle = t.client.run(move || round_trips(proxy, "127.0.0.1", 200));
+    idle.sort_by(f64::total_cmp);
     let rss_idle = proc_kib(pid, "VmRSS:");
     let opened_idle = t.counter(Side::Server, "streams_opened");
 
@@ -197,9 +230,11 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
     let stop = Arc::new(AtomicBool::new(false));
     let plan = flood::Plan {
         opens,
-        // The first streams (the slow names and the first dials) get 1 MiB each: far past
-        // the session's receive bound; the rest 8 KiB.
-        heavy: (200, 1 << 20),
+        // The first 64 streams (slow names, 32 of which the server holds while it looks
+        // them up: `limits.lookups_per_session`) get 2 MiB each, within the stream window
+        // (8 MiB) but together twice the session's receive bound (`smuxbuf`, 32 MiB); the
+        // rest 8 KiB.
+        heavy: (64, 2 << 20),
         rest: 8 << 10,
         burst: 256,
         // Past the dial timeout (10 s) and the other client's measurement (about 55 s):
@@ -258,6 +293,7 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
     let peak = proc_kib(pid, "VmHWM:");
     let s = t.stats(Side::Server);
 
+    println!("emulator: {}", t.link().stats());
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     let ratio = p(&loaded, 99) / p(&idle, 99);
     println!(
@@ -297,7 +333,7 @@ fn one_client_flood_is_bounded_and_another_client_is_served() {
         "the other client's opens by name all succeed"
     );
     assert!(
-        p(&loaded, 99) <= 3.0 * p(&idle, 99),
+        p(&loaded, 99) <= 2.0 * p(&idle, 99),
         "echo p99 {:.2} ms under the flood vs {:.2} ms idle (ratio {ratio:.2})",
         p(&loaded, 99),
         p(&idle, 99)
