@@ -6,15 +6,25 @@
 //! client's next packet: measured in `tests/limits.rs`, a worker whose queue held 5,848
 //! frames made another client's echo round trip 100-235 ms late across a 100 ms path.
 //!
-//! So the worker drains the channel into per-flow lanes and serves them round-robin, one
-//! item per lane per turn (packet fairness, like a stochastic fair queue without the
-//! hashing into a fixed number of buckets). Each lane holds at most `lane_cap` items and
-//! all lanes together `cap`: a frame beyond either is dropped (the caller counts it), so
-//! the flow that sends the most is the one that loses packets, and its reliability layer
-//! retransmits them. Commands are never dropped: the worker stops draining the channel
-//! when the lanes are full, and the channel's bound then holds the tasks back.
+//! So the worker drains the channel into lanes and serves them round-robin, one item per
+//! lane per turn (packet fairness). Each established session has a lane for its frames
+//! and one for its streams' commands; every other frame (handshakes, probes, strangers on
+//! any number of source ports) shares one lane, so a stranger's flood gets one turn per
+//! round like one session, however many flows it forges. Each lane holds at most
+//! `lane_cap` items and all lanes together `cap`: a frame beyond either is dropped (the
+//! caller counts it), so the flow that sends the most is the one that loses packets, and
+//! its reliability layer retransmits them. Commands other than datagrams are never
+//! dropped: stream credit bounds their bytes, and the worker stops draining the channel
+//! when the lanes are full, so the channel's bound holds the tasks back.
+//!
+//! A turn is one item whatever its size: a stream's 32 KiB data command counts as much as
+//! a 60-byte acknowledgement (byte-fair deficit round-robin would weigh them; not done).
 
 use std::collections::{HashMap, VecDeque};
+
+/// Emptied lanes kept for reuse, and the capacity each keeps.
+const SPARE_LANES: usize = 64;
+const SPARE_CAPACITY: usize = 16;
 
 /// Per-flow lanes served round-robin, with a bound per lane and in all.
 pub struct FairQueue<T> {
@@ -93,8 +103,10 @@ impl<T> FairQueue<T> {
         let q = self.lanes.get_mut(&lane)?;
         let item = q.pop_front();
         if q.is_empty() {
-            if let Some(q) = self.lanes.remove(&lane) {
-                if self.spare.len() < 64 {
+            if let Some(mut q) = self.lanes.remove(&lane) {
+                if self.spare.len() < SPARE_LANES {
+                    // A lane a burst made large gives its memory back.
+                    q.shrink_to(SPARE_CAPACITY);
                     self.spare.push(q);
                 }
             }
@@ -170,5 +182,15 @@ mod tests {
         }
         assert!(q.lanes.is_empty() && q.turn.is_empty());
         assert_eq!(q.spare.len(), 1);
+    }
+
+    #[test]
+    fn a_lane_a_burst_made_large_gives_its_memory_back() {
+        let mut q = FairQueue::new(10_000, 5_000);
+        for i in 0..4096 {
+            q.push(1, i, false).unwrap();
+        }
+        while q.pop().is_some() {}
+        assert!(q.spare.iter().all(|l| l.capacity() < 4096));
     }
 }

@@ -345,6 +345,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     );
     let server_ctx = Arc::new(server_ctx(&cfg, stats.limits.clone()));
     let link = plan.conn.flow.link;
+    // The capture thread hashes each frame's flow with this key; the workers hash their
+    // sessions' peers with it to tell their own flows from strangers'.
+    let flow_key = std::collections::hash_map::RandomState::new();
     for (index, tx) in txs.into_iter().enumerate() {
         let (in_tx, in_rx) = flume::bounded(WORKER_QUEUE);
         let parts = WorkerParts {
@@ -357,6 +360,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             stats: stats.clone(),
             runtime: runtime.handle().clone(),
             shutdown: shutdown.clone(),
+            flow_key: flow_key.clone(),
         };
         let worker = match cfg.role {
             Role::Server => {
@@ -427,7 +431,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         let is_server = cfg.role == Role::Server;
         let stats = stats.clone();
-        let shard = Shard::new(link, is_server, senders.len());
+        let shard = Shard::new(link, is_server, senders.len(), flow_key);
         std::thread::Builder::new()
             .name("rawtun-capture".into())
             .spawn(move || {
@@ -603,12 +607,17 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(link: LinkType, is_server: bool, workers: usize) -> Shard {
+    fn new(
+        link: LinkType,
+        is_server: bool,
+        workers: usize,
+        key: std::collections::hash_map::RandomState,
+    ) -> Shard {
         Shard {
             link,
             is_server,
             workers: workers.max(1),
-            key: std::collections::hash_map::RandomState::new(),
+            key,
         }
     }
 

@@ -57,7 +57,8 @@ pub struct Snapshot {
     /// lane in the worker (the worker, see `daemon/fair.rs`) was full.
     #[serde(default)]
     pub queue_full: u64,
-    /// Deepest any worker's input queue has been (frames and commands waiting), since start.
+    /// Deepest any worker's fairness lanes have been since start (inputs taken from its
+    /// channel and not yet handled; up to as many more may wait in the channel).
     #[serde(default)]
     pub queue_peak: u64,
 }

@@ -30,12 +30,18 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// Inputs handled per wake-up before transmitting (batching).
 const BATCH: usize = 256;
-/// Items a worker holds in its fairness lanes ([`FairQueue`]), in all and per flow (as
-/// many as the input channel holds: a single busy session keeps the burst room it had
-/// before the lanes; one flow may fill half, so another still finds room).
+/// Items a worker holds in its fairness lanes ([`FairQueue`]), in all and per flow: one
+/// flow may fill half, so another still finds room.
 const LANES_CAP: usize = super::WORKER_QUEUE;
 const LANE_CAP: usize = LANES_CAP / 2;
-/// Commands get lanes of their own (per session) beside the session's frames.
+/// Inputs moved from the channel into the lanes per turn of the run loop at most, so a
+/// flood the lanes refuse never keeps the worker from its timers; what the worker does
+/// not take waits in the channel, and the capture thread drops what does not fit there.
+const DRAIN_MAX: usize = 4 * BATCH;
+/// Frames of flows that are not an established session of this worker (handshakes,
+/// probes, strangers) share one lane: however many source ports a stranger uses, the
+/// established sessions each keep their turn.
+const STRANGERS_LANE: u64 = 0x5bd1_e995_5bd1_e995;
 const COMMAND_LANE: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Client reconnect backoff bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -125,10 +131,12 @@ pub struct Worker {
     datagrams_app_full: u64,
     /// Inputs taken from the channel and not yet handled, per flow.
     lanes: FairQueue<Input>,
-    /// Hashes a command's session into its lane.
-    lane_key: std::collections::hash_map::RandomState,
-    /// Frames refused because their lane or all lanes were full.
+    /// Frames (and datagrams) refused because their lane or all lanes were full.
     lanes_full: u64,
+    /// The capture thread's flow hash key, and the hashes of this worker's established
+    /// sessions' flows (refreshed at each publish): frames of other flows are strangers'.
+    flow_key: std::collections::hash_map::RandomState,
+    known_flows: std::collections::HashSet<u64>,
     /// Deepest the lanes have been (see `Snapshot::queue_peak`).
     queue_peak: u64,
     last_publish: Instant,
@@ -144,6 +152,7 @@ pub struct WorkerParts {
     pub stats: Arc<Stats>,
     pub runtime: tokio::runtime::Handle,
     pub shutdown: Arc<AtomicBool>,
+    pub flow_key: std::collections::hash_map::RandomState,
 }
 
 impl Worker {
@@ -196,8 +205,9 @@ impl Worker {
             datagrams_unroutable: 0,
             datagrams_app_full: 0,
             lanes: FairQueue::new(LANES_CAP, LANE_CAP),
-            lane_key: Default::default(),
             lanes_full: 0,
+            flow_key: p.flow_key,
+            known_flows: Default::default(),
             queue_peak: 0,
             last_publish: Instant::now(),
         }
@@ -224,7 +234,10 @@ impl Worker {
             // Everything that waits in the channel goes to its flow's lane (while the lanes
             // have room), then the lanes are served in turn: a flow that floods the worker
             // delays another flow's packet by one of its own, not by its whole backlog.
-            while !self.lanes.is_full() {
+            for _ in 0..DRAIN_MAX {
+                if self.lanes.is_full() {
+                    break;
+                }
                 match self.inputs.try_recv() {
                     Ok(input) => self.stage(input),
                     Err(_) => break,
@@ -291,20 +304,38 @@ impl Worker {
         }
     }
 
-    /// Puts `input` in its flow's lane: frames by the flow hash the capture thread computed,
-    /// commands by their session. A frame its lane has no room for is dropped and counted.
+    /// Puts `input` in its flow's lane: frames of an established session by the flow hash
+    /// the capture thread computed, other frames in the strangers' lane, commands by their
+    /// session. A frame or datagram its lane has no room for is dropped and counted; other
+    /// commands are always taken (stream credit and the channel's bound hold them back).
     fn stage(&mut self, input: Input) {
         use std::hash::BuildHasher;
         let (lane, must) = match &input {
-            Input::Frame { flow, .. } => (*flow, false),
+            Input::Frame { flow, .. } => match &self.role {
+                Role::Server(..) if !self.known_flows.contains(flow) => (STRANGERS_LANE, false),
+                _ => (*flow, false),
+            },
             Input::Cmd(c) => (
-                c.session().map_or(0, |a| self.lane_key.hash_one(a)) ^ COMMAND_LANE,
-                true,
+                c.session().map_or(0, |a| self.flow_key.hash_one(a)) ^ COMMAND_LANE,
+                !matches!(c, Command::Datagram { .. }),
             ),
             Input::Control(_) => return self.handle_input(input),
         };
         if self.lanes.push(lane, input, must).is_err() {
             self.lanes_full += 1;
+        }
+    }
+
+    /// The flow hashes of this worker's established sessions (server).
+    fn refresh_known_flows(&mut self) {
+        use std::hash::BuildHasher;
+        if let Role::Server(l, _) = &self.role {
+            self.known_flows.clear();
+            for (peer, conn) in l.connections() {
+                if conn.phase() == crate::endpoint::Phase::Established {
+                    self.known_flows.insert(self.flow_key.hash_one(*peer));
+                }
+            }
         }
     }
 
@@ -901,6 +932,7 @@ impl Worker {
     }
 
     fn publish(&mut self) {
+        self.refresh_known_flows();
         let mut s = Snapshot {
             frames_in: self.frames_in,
             parse_errors: self.parse_errors,
