@@ -599,6 +599,13 @@ impl Drop for FirewallGuard {
 /// Which worker owns a captured frame: by client address and port on a server (hashed with
 /// a per-process random key, so nobody can aim every flow at one worker), by local port
 /// (chosen per worker) on a client.
+/// The hash of a server's flow (its client's address and port), the same in the capture
+/// thread (which worker, which lane) and in the workers (which flows are their sessions').
+fn flow_hash(key: &std::collections::hash_map::RandomState, peer: SocketAddr) -> u64 {
+    use std::hash::BuildHasher;
+    key.hash_one(peer)
+}
+
 struct Shard {
     link: LinkType,
     is_server: bool,
@@ -624,9 +631,8 @@ impl Shard {
     /// The worker that owns the frame's flow, and the flow's hash (the server: the peer's
     /// address and port; the client: its own port).
     fn of(&self, frame: &[u8]) -> (usize, u64) {
-        use std::hash::BuildHasher;
         let flow = match wire::parse_frame(self.link, frame) {
-            Ok(p) if self.is_server => self.key.hash_one(p.repr.src),
+            Ok(p) if self.is_server => flow_hash(&self.key, p.repr.src),
             Ok(p) => u64::from(p.repr.dst.port()),
             Err(_) => 0,
         };

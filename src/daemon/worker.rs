@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamPort};
-use super::fair::FairQueue;
+use super::fair::{FairQueue, Pushed};
 use super::server::ServerCtx;
 use super::stats::{SessionInfo, Snapshot, Stats};
 use crate::endpoint::{
@@ -30,10 +30,11 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// Inputs handled per wake-up before transmitting (batching).
 const BATCH: usize = 256;
-/// Items a worker holds in its fairness lanes ([`FairQueue`]), in all and per flow: one
-/// flow may fill half, so another still finds room.
+/// Frames a worker holds in its fairness lanes ([`FairQueue`]) in all, and items in one
+/// lane: a quarter, so one flow's own backlog stays short and three busy flows leave
+/// room; when the lanes are full, the longest loses its oldest frame.
 const LANES_CAP: usize = super::WORKER_QUEUE;
-const LANE_CAP: usize = LANES_CAP / 2;
+const LANE_CAP: usize = LANES_CAP / 4;
 /// Inputs moved from the channel into the lanes per turn of the run loop at most, so a
 /// flood the lanes refuse never keeps the worker from its timers; what the worker does
 /// not take waits in the channel, and the capture thread drops what does not fit there.
@@ -235,7 +236,7 @@ impl Worker {
             // have room), then the lanes are served in turn: a flow that floods the worker
             // delays another flow's packet by one of its own, not by its whole backlog.
             for _ in 0..DRAIN_MAX {
-                if self.lanes.is_full() {
+                if self.lanes.is_saturated() {
                     break;
                 }
                 match self.inputs.try_recv() {
@@ -309,31 +310,48 @@ impl Worker {
     /// session. A frame or datagram its lane has no room for is dropped and counted; other
     /// commands are always taken (stream credit and the channel's bound hold them back).
     fn stage(&mut self, input: Input) {
-        use std::hash::BuildHasher;
         let (lane, must) = match &input {
-            Input::Frame { flow, .. } => match &self.role {
-                Role::Server(..) if !self.known_flows.contains(flow) => (STRANGERS_LANE, false),
-                _ => (*flow, false),
-            },
+            Input::Frame { flow, .. } => (self.frame_lane(*flow), false),
             Input::Cmd(c) => (
-                c.session().map_or(0, |a| self.flow_key.hash_one(a)) ^ COMMAND_LANE,
+                c.session()
+                    .map_or(0, |a| super::flow_hash(&self.flow_key, a))
+                    ^ COMMAND_LANE,
                 !matches!(c, Command::Datagram { .. }),
             ),
             Input::Control(_) => return self.handle_input(input),
         };
-        if self.lanes.push(lane, input, must).is_err() {
-            self.lanes_full += 1;
+        match self.lanes.push(lane, input, must) {
+            Pushed::Queued => {}
+            Pushed::Evicted(_) | Pushed::Refused(_) => self.lanes_full += 1,
+        }
+    }
+
+    /// The lane of a frame of `flow`: its own for an established session's flow (a
+    /// client's: one of its connections' ports), else the strangers' lane.
+    fn frame_lane(&self, flow: u64) -> u64 {
+        let known = match &self.role {
+            Role::Server(..) => self.known_flows.contains(&flow),
+            Role::Client(c) => c.slots.iter().any(|s| {
+                s.conn
+                    .as_ref()
+                    .is_some_and(|conn| u64::from(conn.addrs().local.port()) == flow)
+            }),
+        };
+        if known {
+            flow
+        } else {
+            STRANGERS_LANE
         }
     }
 
     /// The flow hashes of this worker's established sessions (server).
     fn refresh_known_flows(&mut self) {
-        use std::hash::BuildHasher;
         if let Role::Server(l, _) = &self.role {
             self.known_flows.clear();
             for (peer, conn) in l.connections() {
                 if conn.phase() == crate::endpoint::Phase::Established {
-                    self.known_flows.insert(self.flow_key.hash_one(*peer));
+                    self.known_flows
+                        .insert(super::flow_hash(&self.flow_key, *peer));
                 }
             }
         }
@@ -341,7 +359,18 @@ impl Worker {
 
     fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Frame { data, .. } => self.handle_frame(&data),
+            Input::Frame { flow, data } => {
+                let peer = self.handle_frame(&data);
+                // A session that has just been established gets its own lane at once.
+                if let (Some(peer), Role::Server(l, _)) = (peer, &self.role) {
+                    if !self.known_flows.contains(&flow)
+                        && l.connection(&peer)
+                            .is_some_and(|c| c.phase() == crate::endpoint::Phase::Established)
+                    {
+                        self.known_flows.insert(flow);
+                    }
+                }
+            }
             Input::Cmd(c) => self.handle_command(c),
             Input::Control(Control::SetIdentities(ids)) => {
                 if let Role::Server(l, _) = &mut self.role {
@@ -351,35 +380,35 @@ impl Worker {
         }
     }
 
-    fn handle_frame(&mut self, frame: &[u8]) {
+    /// Feeds one frame to its connection; on a server, returns the client it belonged to.
+    fn handle_frame(&mut self, frame: &[u8]) -> Option<SocketAddr> {
         let now = Instant::now();
         self.frames_in += 1;
         let parsed = match wire::parse_frame(self.link, frame) {
             Ok(p) => p,
             Err(_) => {
                 self.parse_errors += 1;
-                return;
+                return None;
             }
         };
         match &mut self.role {
-            Role::Server(listener, _) => {
-                listener.handle_frame(&parsed, now);
-            }
+            Role::Server(listener, _) => listener.handle_frame(&parsed, now),
             Role::Client(c) => {
                 let dst = parsed.repr.dst;
                 let src = parsed.repr.src;
                 if src != c.side.server {
                     self.parse_errors += 1;
-                    return;
+                    return None;
                 }
                 for slot in c.slots.iter_mut() {
                     if let Some(conn) = slot.conn.as_mut() {
                         if conn.addrs().local.port() == dst.port() {
                             conn.handle_frame(&parsed, now);
-                            return;
+                            return None;
                         }
                     }
                 }
+                None
             }
         }
     }

@@ -140,6 +140,10 @@ impl Listener {
         self.conns.iter().map(|(k, (c, _))| (k, c))
     }
 
+    pub fn connection(&self, peer: &SocketAddr) -> Option<&Connection> {
+        self.conns.get(peer).map(|(c, _)| c)
+    }
+
     pub fn connection_mut(&mut self, peer: &SocketAddr) -> Option<&mut Connection> {
         self.conns.get_mut(peer).map(|(c, _)| c)
     }
