@@ -3,7 +3,11 @@
 #
 # rawtun builds and captures its fake-TCP packets itself. The kernel still sees them: without
 # these rules conntrack tracks a connection that never completed a handshake, and the kernel
-# answers every packet for a port it has no socket on with a TCP RST. Both ends need rules.
+# answers every packet for a port it has no socket on with a TCP RST. Packet sockets take
+# their copy of a frame before PREROUTING, so the incoming rule drops the tunnel's packets
+# in the raw table (rawtun still captures them; the kernel does no TCP input, route lookup
+# or RST for them). The outgoing NOTRACK and RST-drop rules are a second line: they only
+# match packets the kernel itself builds on the flow. Both ends need rules.
 # They match the tunnel's flow only (its local address, port and family), so another service
 # on the same port number but another address or family is left alone.
 #
@@ -16,11 +20,11 @@
 # is checked: PORT 1..65535, addresses plain IPv4 or IPv6 literals; anything else is refused.
 #
 # Server mode, for LOCAL_IP:PORT (iptables for IPv4, ip6tables for IPv6):
-#   raw    PREROUTING -p tcp -d LOCAL_IP --dport PORT -j NOTRACK
+#   raw    PREROUTING -p tcp -d LOCAL_IP --dport PORT -j DROP
 #   raw    OUTPUT     -p tcp -s LOCAL_IP --sport PORT -j NOTRACK
 #   mangle OUTPUT     -p tcp -s LOCAL_IP --sport PORT --tcp-flags RST RST -j DROP
 # Client mode, for the flow LOCAL_IP <-> SERVER_IP:PORT:
-#   raw    PREROUTING -p tcp -s SERVER_IP -d LOCAL_IP --sport PORT -j NOTRACK
+#   raw    PREROUTING -p tcp -s SERVER_IP -d LOCAL_IP --sport PORT -j DROP
 #   raw    OUTPUT     -p tcp -s LOCAL_IP -d SERVER_IP --dport PORT -j NOTRACK
 #   mangle OUTPUT     -p tcp -s LOCAL_IP -d SERVER_IP --dport PORT --tcp-flags RST RST -j DROP
 # Every rule carries `-m comment --comment rawtun:PORT`.
@@ -135,11 +139,11 @@ comment=(-m comment --comment "rawtun:$port")
 # Each rule: "TABLE CHAIN" then the match/target words, one rule per line.
 rules() {
     if [[ -z $server_ip ]]; then
-        echo "raw PREROUTING -p tcp -d $local_ip --dport $port -j NOTRACK"
+        echo "raw PREROUTING -p tcp -d $local_ip --dport $port -j DROP"
         echo "raw OUTPUT -p tcp -s $local_ip --sport $port -j NOTRACK"
         echo "mangle OUTPUT -p tcp -s $local_ip --sport $port --tcp-flags RST RST -j DROP"
     else
-        echo "raw PREROUTING -p tcp -s $server_ip -d $local_ip --sport $port -j NOTRACK"
+        echo "raw PREROUTING -p tcp -s $server_ip -d $local_ip --sport $port -j DROP"
         echo "raw OUTPUT -p tcp -s $local_ip -d $server_ip --dport $port -j NOTRACK"
         echo "mangle OUTPUT -p tcp -s $local_ip -d $server_ip --dport $port --tcp-flags RST RST -j DROP"
     fi

@@ -13,7 +13,8 @@
 # Table `inet rawtun`, three base chains per rule set, named after it: server_PORT_LOCAL_* or
 # client_PORT_SERVER_LOCAL_* (each address: dotted IPv4, or the eight 4-digit groups of
 # the IPv6 address joined by '-'):
-#   *_prerouting  hook prerouting, priority raw:    notrack the flow's incoming packets
+#   *_prerouting  hook prerouting, priority raw:    drop the flow's incoming packets (rawtun's
+#                 packet socket has its copy already; the kernel's TCP input never runs)
 #   *_output      hook output,     priority raw:    notrack its outgoing packets
 #   *_rst         hook output,     priority mangle: drop the RSTs the kernel would send
 # Every rule's comment is "rawtun:PORT". add creates and flushes the chains and adds the
@@ -129,7 +130,7 @@ fi
 comment="comment \"rawtun:$port\""
 # One line per chain: NAME HOOK PRIORITY RULE.
 chains() {
-    echo "${prefix}_prerouting prerouting raw $pre notrack $comment"
+    echo "${prefix}_prerouting prerouting raw $pre drop $comment"
     echo "${prefix}_output output raw $outgoing notrack $comment"
     echo "${prefix}_rst output mangle $outgoing tcp flags & rst == rst drop $comment"
 }

@@ -71,7 +71,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print, apply or remove the firewall rules (NOTRACK + RST drop) for a config's tunnel
+    /// Print, apply or remove the firewall rules (raw drop in, NOTRACK + RST drop out) for a config's tunnel
     /// port: a server's listen port, or a client's server address and port.
     Firewall {
         /// What to do.

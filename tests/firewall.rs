@@ -137,6 +137,7 @@ fn iptables_apply_twice_then_remove_all() {
     del[4] = "PREROUTING";
     del[7] = "-d";
     del[9] = "--dport";
+    del[12] = "DROP";
     ns.exec_ok(&del);
     assert_eq!(on(&ns, &rules, RuleSet::present), RuleState::Partial);
     on(&ns, &rules, RuleSet::remove);

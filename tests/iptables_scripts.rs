@@ -150,10 +150,7 @@ fn iptables_server_rules_add_twice_remove_all() {
         assert_eq!(lines.len(), 3, "{tool}: {lines:#?}");
         let (dst, src) = ("-d 198.18.0.2/32", "-s 198.18.0.2/32");
         assert_eq!(
-            count(
-                &lines,
-                &["-A PREROUTING", dst, "--dport 9999", "-j NOTRACK"]
-            ),
+            count(&lines, &["-A PREROUTING", dst, "--dport 9999", "-j DROP"]),
             1
         );
         assert_eq!(
@@ -220,7 +217,7 @@ fn iptables_server_rules_add_twice_remove_all() {
         "--dport",
         "9999",
         "-j",
-        "NOTRACK",
+        "DROP",
         "-m",
         "comment",
         "--comment",
@@ -257,7 +254,7 @@ fn iptables_client_rules_add_twice_remove_all() {
     assert_eq!(
         count(
             &lines,
-            &["-A PREROUTING", from_server, "--sport 9999", "-j NOTRACK"]
+            &["-A PREROUTING", from_server, "--sport 9999", "-j DROP"]
         ),
         1
     );
@@ -356,9 +353,25 @@ fn nft_rules_add_twice_remove_all() {
     ok(&ns, NFT, &with("add", &client));
     let lines = nft_tagged(&ns, 9999);
     assert_eq!(lines.len(), 6, "{lines:#?}");
-    assert_eq!(count(&lines, &["tcp dport 9999", "notrack"]), 2);
-    assert_eq!(count(&lines, &["tcp sport 9999", "notrack"]), 2);
-    assert_eq!(count(&lines, &["drop"]), 2);
+    // Incoming packets dropped (server: to its port; client: from the server's port),
+    // outgoing ones untracked, the kernel's RSTs dropped.
+    assert_eq!(
+        count(&lines, &["ip daddr 198.18.0.6 tcp dport 9999 drop"]),
+        1
+    );
+    assert_eq!(
+        count(&lines, &["ip daddr 198.18.0.1 tcp sport 9999 drop"]),
+        1
+    );
+    assert_eq!(
+        count(&lines, &["ip saddr 198.18.0.6 tcp sport 9999 notrack"]),
+        1
+    );
+    assert_eq!(
+        count(&lines, &["ip daddr 198.18.0.2 tcp dport 9999 notrack"]),
+        1
+    );
+    assert_eq!(count(&lines, &["drop"]), 4);
     assert_eq!(count(&lines, &["ip daddr 198.18.0.6 tcp dport 9999"]), 1);
     assert_eq!(count(&lines, &["198.18.0.2", "198.18.0.1"]), 3);
     assert_eq!(code(&ns, NFT, &with("status", &server)), 0);

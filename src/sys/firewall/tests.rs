@@ -30,7 +30,7 @@ fn iptables_server_commands_match_the_local_address_and_its_family_only() {
     assert_eq!(
         apply,
         [
-            format!("iptables -w -t raw -A PREROUTING -p tcp -d 198.18.0.2 --dport 9999 -j NOTRACK {tag}"),
+            format!("iptables -w -t raw -A PREROUTING -p tcp -d 198.18.0.2 --dport 9999 -j DROP {tag}"),
             format!("iptables -w -t raw -A OUTPUT -p tcp -s 198.18.0.2 --sport 9999 -j NOTRACK {tag}"),
             format!(
                 "iptables -w -t mangle -A OUTPUT -p tcp -s 198.18.0.2 --sport 9999 --tcp-flags RST RST -j DROP {tag}"
@@ -61,7 +61,7 @@ fn iptables_client_commands_match_both_ends_of_the_flow() {
     assert_eq!(
         apply,
         [
-            format!("iptables -w -t raw -A PREROUTING -p tcp -s 198.18.0.2 -d 198.18.0.1 --sport 443 -j NOTRACK {tag}"),
+            format!("iptables -w -t raw -A PREROUTING -p tcp -s 198.18.0.2 -d 198.18.0.1 --sport 443 -j DROP {tag}"),
             format!("iptables -w -t raw -A OUTPUT -p tcp -s 198.18.0.1 -d 198.18.0.2 --dport 443 -j NOTRACK {tag}"),
             format!(
                 "iptables -w -t mangle -A OUTPUT -p tcp -s 198.18.0.1 -d 198.18.0.2 --dport 443 --tcp-flags RST RST -j DROP {tag}"
@@ -101,7 +101,7 @@ fn nft_server_script() {
     );
     assert!(cmds[0][1].contains(
         "flush chain inet rawtun server_9999_198.18.0.2_prerouting; \
-         add rule inet rawtun server_9999_198.18.0.2_prerouting ip daddr 198.18.0.2 tcp dport 9999 notrack comment \"rawtun:9999\""
+         add rule inet rawtun server_9999_198.18.0.2_prerouting ip daddr 198.18.0.2 tcp dport 9999 drop comment \"rawtun:9999\""
     ));
     assert!(cmds[0][1].contains(
         "add rule inet rawtun server_9999_198.18.0.2_output ip saddr 198.18.0.2 tcp sport 9999 notrack comment \"rawtun:9999\""
@@ -133,7 +133,7 @@ fn nft_client_chains_name_both_ends() {
     let script = &v4.commands(Action::Apply)[0][1];
     assert!(script.contains(
         "add rule inet rawtun client_443_198.18.0.2_198.18.0.1_prerouting \
-         ip saddr 198.18.0.2 ip daddr 198.18.0.1 tcp sport 443 notrack"
+         ip saddr 198.18.0.2 ip daddr 198.18.0.1 tcp sport 443 drop"
     ));
     let v6 = RuleSet::new(
         client("[2001:db8::2]:443", "2001:db8::1"),
