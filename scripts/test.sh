@@ -3,7 +3,8 @@
 # end-to-end tests build network namespaces, install firewall rules and open raw sockets.
 #
 # Steps: deps.sh, cargo fmt --check, clippy (-D warnings), cargo test --all-targets (unit,
-# integration, namespace e2e, benches in test mode), doc tests, cargo doc (-D warnings),
+# integration, namespace e2e with the afpacket backend, then again with pcap, benches in
+# test mode), doc tests, cargo doc (-D warnings),
 # and every fuzz target for a few seconds on its corpus (scripts/fuzz.sh; FUZZ_SECONDS).
 # Ends with one summary line: "test.sh: PASS ..." or "test.sh: FAIL at <step> ...".
 set -euo pipefail
@@ -40,6 +41,9 @@ step clippy cargo clippy --all-targets -- -D warnings
 # The benches (criterion, harness = false) run in test mode separately: their argument
 # parser refuses the test harness's --include-ignored.
 step test timeout 1500 cargo test --lib --bins --tests --examples --no-fail-fast -- --include-ignored
+# The same integration tests with the other packet backend: every end-to-end test's daemons
+# use RAWTUN_TEST_BACKEND (tests/common: afpacket by default, the step above).
+step test-pcap env RAWTUN_TEST_BACKEND=pcap timeout 1500 cargo test --tests --no-fail-fast -- --include-ignored
 step bench-smoke cargo test --benches --no-fail-fast
 step doctest cargo test --doc
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps

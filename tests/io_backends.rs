@@ -1,8 +1,11 @@
-//! The pcap backend on a real veth pair between two network namespaces (needs root).
+//! The packet backends (pcap and AF_PACKET) on a real veth pair between two network
+//! namespaces (needs root); each test runs once per backend.
 //!
 //! Namespace A (198.18.200.1/24, `rta`) injects hand-built Ethernet/IPv4/TCP frames to
 //! namespace B (198.18.200.2/24, `rtb`): B must capture every frame to the tunnel port with
 //! identical bytes and none to another port, and A must never capture its own injections.
+//! With AF_PACKET, B captures on two rings in one fanout group: the flow's frames all land
+//! on one of them.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
@@ -10,8 +13,50 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rawtun::io::{open_pcap, tunnel_filter, IoError, LinkType, PacketRx, PacketTx, PcapOptions};
+use rawtun::io::{
+    open_afpacket, open_pcap, tunnel_filter, AfPacketOptions, IoError, LinkType, PacketRx,
+    PacketTx, PcapOptions, RingSpec,
+};
 use rawtun::sys;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Pcap,
+    AfPacket,
+}
+
+type Handles = (Vec<Box<dyn PacketRx>>, Box<dyn PacketTx>, LinkType);
+
+/// The backend's capture handles (AF_PACKET: two rings in a fanout group) and one sender.
+fn open(backend: Backend, interface: &str, filter: String) -> Result<Handles, IoError> {
+    match backend {
+        Backend::Pcap => {
+            let mut opts = PcapOptions::new(interface, filter);
+            // veth has offloads on, so libpcap sizes each ring slot by snaplen: 65535 would
+            // leave only sockbuf / 64 KiB = 64 slots for a burst of 1100 frames.
+            opts.snaplen = 2048;
+            let (rx, tx, link) = open_pcap(&opts)?;
+            Ok((vec![Box::new(rx)], Box::new(tx), link))
+        }
+        Backend::AfPacket => {
+            let opened = open_afpacket(&AfPacketOptions {
+                interface: interface.to_owned(),
+                filter,
+                ring: RingSpec::with_bytes(4 << 20),
+                rings: 2,
+                senders: 1,
+                qdisc_bypass: false,
+            })?;
+            let rxs = opened
+                .rx
+                .into_iter()
+                .map(|r| Box::new(r) as Box<dyn PacketRx>)
+                .collect();
+            let tx = opened.tx.into_iter().next().expect("one sender");
+            Ok((rxs, Box::new(tx), opened.link))
+        }
+    }
+}
 
 const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 2);
@@ -28,11 +73,11 @@ struct Namespaces {
 }
 
 impl Namespaces {
-    fn create() -> Namespaces {
+    fn create(tag: &str) -> Namespaces {
         let pid = std::process::id();
         let ns = Namespaces {
-            a: format!("rt-io-{pid}-a"),
-            b: format!("rt-io-{pid}-b"),
+            a: format!("rt-io-{pid}-{tag}a"),
+            b: format!("rt-io-{pid}-{tag}b"),
         };
         ip(&["netns", "add", &ns.a]);
         ip(&["netns", "add", &ns.b]);
@@ -117,42 +162,51 @@ fn tcp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], dport: u16, n: u32) -> Vec<u8> 
 
 struct Captured {
     frames: Vec<Vec<u8>>,
+    /// Frames each capture handle read.
+    per_ring: Vec<u64>,
     neighbor_a: Option<[u8; 6]>,
 }
 
 /// Namespace B: open the capture, report B's MAC, collect frames until FRAMES arrived and the
 /// line is quiet.
-fn side_b(netns: String, mac_tx: mpsc::Sender<[u8; 6]>) -> Captured {
+fn side_b(backend: Backend, netns: String, mac_tx: mpsc::Sender<[u8; 6]>) -> Captured {
     sys::enter_netns(&netns).expect("enters namespace B");
     assert_eq!(sys::interface_mtu("rtb").unwrap(), 1500);
     let addrs = sys::interface_addrs("rtb").unwrap();
     assert!(addrs.contains(&IpAddr::V4(IP_B)), "{addrs:?}");
-    let mut opts = PcapOptions::new("rtb", tunnel_filter(TUNNEL_PORT, None));
-    // veth has offloads on, so libpcap sizes each ring slot by snaplen: 65535 would leave
-    // only sockbuf / 64 KiB = 64 slots for a burst of 1100 frames.
-    opts.snaplen = 2048;
-    let (mut rx, _tx, link) = open_pcap(&opts).expect("opens pcap on rtb");
+    let (mut rxs, _tx, link) =
+        open(backend, "rtb", tunnel_filter(TUNNEL_PORT, None)).expect("opens rtb");
     assert_eq!(link, LinkType::Ethernet);
     mac_tx.send(sys::interface_mac("rtb").unwrap()).unwrap();
 
     let start = Instant::now();
     let mut frames = Vec::new();
     let mut buf = vec![0u8; 65535];
-    while start.elapsed() < DEADLINE {
-        match rx.recv(&mut buf).unwrap() {
-            Some(n) => frames.push(buf[..n].to_vec()),
-            // Quiet for a read timeout after everything arrived: no stragglers left.
-            None if frames.len() >= FRAMES as usize => break,
-            None => {}
+    'read: while start.elapsed() < DEADLINE {
+        let mut quiet = true;
+        // Each handle until it has nothing for a read timeout (frames of one flow arrive
+        // in order on one of them).
+        for rx in rxs.iter_mut() {
+            while let Some(n) = rx.recv(&mut buf).unwrap() {
+                frames.push(buf[..n].to_vec());
+                quiet = false;
+            }
+        }
+        // Quiet for a read timeout after everything arrived: no stragglers left.
+        if quiet && frames.len() >= FRAMES as usize {
+            break 'read;
         }
     }
-    let stats = rx.stats();
-    assert_eq!(stats.received, frames.len() as u64);
-    assert_eq!(
-        (stats.dropped_by_kernel, stats.oversize),
-        (0, 0),
-        "{stats:?}"
-    );
+    let per_ring: Vec<u64> = rxs.iter().map(|rx| rx.stats().received).collect();
+    assert_eq!(per_ring.iter().sum::<u64>(), frames.len() as u64);
+    for rx in &rxs {
+        let stats = rx.stats();
+        assert_eq!(
+            (stats.dropped_by_kernel, stats.oversize),
+            (0, 0),
+            "{stats:?}"
+        );
+    }
     // B's kernel answered A's segments with RSTs, which resolved A in B's ARP cache.
     let mut neighbor_a = None;
     for _ in 0..20 {
@@ -160,32 +214,37 @@ fn side_b(netns: String, mac_tx: mpsc::Sender<[u8; 6]>) -> Captured {
         if neighbor_a.is_some() {
             break;
         }
-        let _ = rx.recv(&mut buf); // waits up to one read timeout
+        let _ = rxs[0].recv(&mut buf); // waits up to one read timeout
     }
-    Captured { frames, neighbor_a }
+    Captured {
+        frames,
+        per_ring,
+        neighbor_a,
+    }
 }
 
-#[test]
-#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
-fn pcap_between_namespaces() {
+fn between_namespaces(backend: Backend) {
     assert!(
         sys::is_root(),
         "needs root (network namespaces, raw packets)"
     );
-    let ns = Namespaces::create();
+    let ns = Namespaces::create(match backend {
+        Backend::Pcap => "p",
+        Backend::AfPacket => "f",
+    });
 
     let (mac_tx, mac_rx) = mpsc::channel();
     let b_name = ns.b.clone();
-    let b = thread::spawn(move || side_b(b_name, mac_tx));
+    let b = thread::spawn(move || side_b(backend, b_name, mac_tx));
 
     let a_name = ns.a.clone();
     let a = thread::spawn(move || {
         sys::enter_netns(&a_name).expect("enters namespace A");
-        let bad = PcapOptions::new("rta", "tcp dst port notaport");
-        assert!(matches!(open_pcap(&bad), Err(IoError::Filter { .. })));
-        // Everything A itself sends would match: direction "in" must hide it.
-        let opts = PcapOptions::new("rta", format!("tcp and src host {IP_A}"));
-        let (mut rx, mut tx, link) = open_pcap(&opts).expect("opens pcap on rta");
+        let bad = open(backend, "rta", "tcp dst port notaport".into());
+        assert!(matches!(bad, Err(IoError::Filter { .. })));
+        // Everything A itself sends would match: A must not capture its own frames.
+        let (mut rxs, mut tx, link) =
+            open(backend, "rta", format!("tcp and src host {IP_A}")).expect("opens rta");
         assert_eq!(link, LinkType::Ethernet);
         let mac_a = sys::interface_mac("rta").unwrap();
         let mac_b = mac_rx.recv_timeout(DEADLINE).expect("B is ready");
@@ -201,8 +260,10 @@ fn pcap_between_namespaces() {
         let mut buf = vec![0u8; 65535];
         let mut own = 0;
         let start = Instant::now();
-        while rx.recv(&mut buf).unwrap().is_some() && start.elapsed() < DEADLINE {
-            own += 1;
+        for rx in rxs.iter_mut() {
+            while rx.recv(&mut buf).unwrap().is_some() && start.elapsed() < DEADLINE {
+                own += 1;
+            }
         }
         (mac_a, expected, own)
     });
@@ -210,10 +271,34 @@ fn pcap_between_namespaces() {
     let (mac_a, expected, own) = a.join().expect("side A");
     let captured = b.join().expect("side B");
     assert_eq!(own, 0, "A captured its own outgoing frames");
-    assert_eq!(captured.frames.len(), expected.len(), "B's capture count");
+    assert_eq!(
+        captured.frames.len(),
+        expected.len(),
+        "B's capture count {:?}",
+        captured.per_ring
+    );
     for (n, (got, want)) in captured.frames.iter().zip(&expected).enumerate() {
         assert_eq!(got, want, "frame {n} differs");
     }
+    // One flow, one ring: the fanout group keeps a flow's frames together (in order).
+    assert_eq!(
+        captured.per_ring.iter().filter(|&&n| n > 0).count(),
+        1,
+        "{:?}",
+        captured.per_ring
+    );
     assert_eq!(captured.neighbor_a, Some(mac_a), "A's MAC in B's ARP cache");
     drop(ns);
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn pcap_between_namespaces() {
+    between_namespaces(Backend::Pcap);
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn afpacket_between_namespaces() {
+    between_namespaces(Backend::AfPacket);
 }

@@ -187,6 +187,24 @@ fn status_and_metrics_show_counters_moving_during_a_transfer() {
         .output()
         .expect("status");
     assert!(text(&human).contains("established"), "{}", text(&human));
+    // The packet backend and its capture rings (AF_PACKET: one per worker) are shown, and
+    // the rings' frame counters moved with the transfer.
+    assert_eq!(s2["backend"], common::backend(), "{s2}");
+    let rings = |s: &serde_json::Value| -> u64 {
+        s["capture"]
+            .as_array()
+            .expect("capture rings")
+            .iter()
+            .map(|r| r["received"].as_u64().expect("received"))
+            .sum()
+    };
+    assert!(rings(&s2) > rings(&s1), "capture counters did not move: {s1} {s2}");
+    assert!(metric(&m2, "rawtun_capture_received_total") > 0);
+    assert!(
+        text(&human).contains(&format!("backend {}", common::backend())),
+        "{}",
+        text(&human)
+    );
     assert!(sender.join().expect("sender") == receiver.join().expect("receiver"));
 }
 

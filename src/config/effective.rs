@@ -75,7 +75,7 @@ pub(super) fn to_yaml(c: &Config) -> String {
             pcap: Some(RawPcap {
                 sockbuf: int(c.network.pcap_sockbuf),
             }),
-            backend: Some("pcap".to_owned()),
+            backend: Some(c.network.backend.as_str().to_owned()),
             nat: client.then(|| Switchable::Text(c.network.nat.as_str().to_owned())),
         }),
         transport: Some(RawTransport {

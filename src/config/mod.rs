@@ -291,8 +291,21 @@ pub struct TcpShape {
 /// `network.backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// libpcap capture and injection.
+    /// AF_PACKET: a TPACKET_V3 ring per packet worker in one fanout group, the filter in
+    /// the kernel (the default).
+    AfPacket,
+    /// libpcap capture and injection (paqet's backend; one capture thread).
     Pcap,
+}
+
+impl Backend {
+    /// The spelling in the config.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::AfPacket => "afpacket",
+            Backend::Pcap => "pcap",
+        }
+    }
 }
 
 /// `performance`.

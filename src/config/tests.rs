@@ -30,7 +30,7 @@ fn minimal_client_gets_all_defaults() {
     assert_eq!(c.network.tcp.local_flag, vec![0x18]);
     assert!(c.network.tcp.handshake);
     assert_eq!(c.network.pcap_sockbuf, 4 << 20);
-    assert_eq!(c.network.backend, Backend::Pcap);
+    assert_eq!(c.network.backend, Backend::AfPacket);
     let k = &c.transport.kcp;
     assert_eq!(
         (k.mode, k.nodelay, k.interval_ms),
@@ -43,6 +43,8 @@ fn minimal_client_gets_all_defaults() {
     assert_eq!(t.idle, Duration::from_secs(60));
     assert!(c.firewall.auto);
     assert!(c.performance.packet_workers >= 1 && c.performance.packet_workers <= 64);
+    let pcap = with(CLIENT, "network:\n  backend: pcap\n").expect("valid");
+    assert_eq!(pcap.network.backend, Backend::Pcap);
     let s = with(SERVER, "").expect("valid");
     assert_eq!(s.network.pcap_sockbuf, 8 << 20);
     assert_eq!(s.listen, Some("0.0.0.0:9999".parse().unwrap()));
@@ -140,7 +142,7 @@ fn server_address_ports_resolve_to_listen() {
 fn other_refusals() {
     let cases = [
         (CLIENT, "log:\n  level: loud\n", "log.level"),
-        (CLIENT, "network:\n  backend: afpacket\n", "network.backend"),
+        (CLIENT, "network:\n  backend: xdp\n", "network.backend"),
         (CLIENT, "network:\n  interface: \"a very long name\"\n", "network.interface"),
         (CLIENT, "network:\n  tcp:\n    remote_flag: []\n", "network.tcp.remote_flag"),
         (CLIENT, "network:\n  tcp:\n    remote_flag:\n      - PA\n      - N\n", "network.tcp.remote_flag[1]"),

@@ -352,11 +352,14 @@ fn network(
         return Err(ctx.err("network.nat", "is client-only but role is server"));
     }
     let backend = match raw.backend.as_deref() {
-        None | Some("pcap") => Backend::Pcap,
-        Some("afpacket") => {
-            return Err(ctx.err("network.backend", "afpacket is not supported yet; use pcap"))
+        None | Some("afpacket") => Backend::AfPacket,
+        Some("pcap") => Backend::Pcap,
+        Some(other) => {
+            return Err(ctx.err(
+                "network.backend",
+                format!("{other:?} is neither afpacket nor pcap"),
+            ))
         }
-        Some(other) => return Err(ctx.err("network.backend", format!("{other:?} is not pcap"))),
     };
     Ok(Network {
         interface,

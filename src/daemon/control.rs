@@ -114,6 +114,24 @@ pub fn render_status(r: &Report) -> String {
         t.frames_in, t.frames_out, t.bytes_in, t.bytes_out, t.handshakes_ok, t.auth_failures,
         t.replays, t.retransmits, t.rst_ignored
     );
+    if !r.backend.is_empty() {
+        let per_ring = |f: fn(&super::stats::CaptureInfo) -> u64| {
+            r.capture
+                .iter()
+                .map(|c| f(c).to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let _ = writeln!(
+            s,
+            "backend {}, {} capture ring(s): frames read {}, dropped by the kernel (ring full) {}, oversize {}",
+            r.backend,
+            r.capture.len(),
+            per_ring(|c| c.received),
+            per_ring(|c| c.dropped_by_kernel),
+            per_ring(|c| c.oversize),
+        );
+    }
     let drops: Vec<String> = t
         .drops
         .reasons()

@@ -1,9 +1,13 @@
-//! Client and server orchestration: packet workers, the capture reader thread, the tokio
+//! Client and server orchestration: packet workers, the capture reader threads, the tokio
 //! runtime for application sockets, stats and shutdown. This is the only layer that reads
 //! the clock.
 //!
+//! With AF_PACKET there is one capture ring (and reader thread) per worker, all in one
+//! fanout group, so capture runs on as many CPUs as the workers; with pcap one reader
+//! serves every worker. A reader hands each frame to the worker that owns its flow.
+//!
 //! ```text
-//!  capture reader thread ──frames──▶ worker 0..N (sessions: Connection / Listener) ──▶ pcap inject
+//!  capture reader thread(s) ──frames──▶ worker 0..N (sessions: Connection / Listener) ──▶ inject
 //!                                       ▲   │ stream data / events (bounded, credit-based)
 //!                         commands ─────┘   ▼
 //!                 tokio runtime: SOCKS5 / HTTP CONNECT / forwards (client), dialed targets (server)
@@ -32,7 +36,7 @@ use anyhow::{bail, Context};
 
 pub use stats::{Snapshot, Stats};
 
-use crate::config::{Config, Host, HostPort, Role};
+use crate::config::{Backend, Config, Host, HostPort, Role};
 use crate::crypto::Cipher;
 use crate::endpoint::{ConnConfig, GateConfig, GateShared, Listener, WallClock};
 use crate::faketcp::FlowConfig;
@@ -89,8 +93,8 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-/// The capture handle and one transmit handle per worker.
-type PacketHandles = (Box<dyn PacketRx>, Vec<Box<dyn PacketTx>>);
+/// The capture handles (one per reader thread) and one transmit handle per worker.
+type PacketHandles = (Vec<Box<dyn PacketRx>>, Vec<Box<dyn PacketTx>>);
 
 /// Everything both roles resolve from the config and the machine before starting.
 struct Plan {
@@ -245,22 +249,8 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>) -> anyhow::Result<(Plan, PacketHa
         Role::Server => io::tunnel_filter(cfg.listen.map_or(0, |l| l.port()), None),
         Role::Client => io::tunnel_filter(0, cfg.server),
     };
-    let opts = PcapOptions {
-        interface: interface.clone(),
-        filter,
-        sockbuf: cfg.network.pcap_sockbuf,
-        // libpcap sizes ring slots by snaplen: a 64 KiB snaplen leaves room for only a few
-        // dozen frames in the buffer. Tunnel frames never exceed the interface MTU.
-        snaplen: crate::sys::interface_mtu(&interface)
-            .map_or(2048, |m| m as usize + 64)
-            .max(1600),
-    };
-    let (rx, tx, link) = io::open_pcap(&opts).with_context(|| format!("opening {interface}"))?;
-    let mut txs: Vec<Box<dyn PacketTx>> = vec![Box::new(tx)];
-    for _ in 1..tx_count {
-        let (_, tx, _) = io::open_pcap(&opts)?;
-        txs.push(Box::new(tx));
-    }
+    let ((rxs, txs), link) = open_backend(cfg, &interface, filter, tx_count)
+        .with_context(|| format!("opening {interface} ({})", cfg.network.backend.as_str()))?;
     let local_mac = match link {
         LinkType::Ethernet => crate::sys::interface_mac(&interface)
             .with_context(|| format!("reading the MAC address of {interface}"))?,
@@ -276,8 +266,61 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>) -> anyhow::Result<(Plan, PacketHa
             conn: conn_config(cfg, link, cfg.network.nat.bind_source(local_ip)),
             workers: tx_count,
         },
-        (Box::new(rx), txs),
+        (rxs, txs),
     ))
+}
+
+/// Opens the configured packet backend: capture handles and `senders` transmit handles.
+fn open_backend(
+    cfg: &Config,
+    interface: &str,
+    filter: String,
+    senders: usize,
+) -> anyhow::Result<(PacketHandles, LinkType)> {
+    match cfg.network.backend {
+        Backend::AfPacket => {
+            let opened = io::open_afpacket(&io::AfPacketOptions {
+                interface: interface.to_owned(),
+                filter,
+                // `network.pcap.sockbuf` sizes each ring (one per worker).
+                ring: io::RingSpec::with_bytes(cfg.network.pcap_sockbuf),
+                rings: senders,
+                senders,
+                qdisc_bypass: false,
+            })?;
+            let rxs = opened
+                .rx
+                .into_iter()
+                .map(|r| Box::new(r) as Box<dyn PacketRx>)
+                .collect();
+            let txs = opened
+                .tx
+                .into_iter()
+                .map(|t| Box::new(t) as Box<dyn PacketTx>)
+                .collect();
+            Ok(((rxs, txs), opened.link))
+        }
+        Backend::Pcap => {
+            let opts = PcapOptions {
+                interface: interface.to_owned(),
+                filter,
+                sockbuf: cfg.network.pcap_sockbuf,
+                // libpcap sizes ring slots by snaplen: a 64 KiB snaplen leaves room for
+                // only a few dozen frames in the buffer. Tunnel frames never exceed the
+                // interface MTU.
+                snaplen: crate::sys::interface_mtu(interface)
+                    .map_or(2048, |m| m as usize + 64)
+                    .max(1600),
+            };
+            let (rx, tx, link) = io::open_pcap(&opts)?;
+            let mut txs: Vec<Box<dyn PacketTx>> = vec![Box::new(tx)];
+            for _ in 1..senders {
+                let (_, tx, _) = io::open_pcap(&opts)?;
+                txs.push(Box::new(tx));
+            }
+            Ok(((vec![Box::new(rx)], txs), link))
+        }
+    }
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -296,7 +339,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         ),
         Role::Server => None,
     };
-    let (plan, (mut rx, txs)) = plan(&cfg, peer_ip)?;
+    let (plan, (rxs, txs)) = plan(&cfg, peer_ip)?;
     // Keys before the firewall rules: a bad key fails before anything changes.
     let server_keys = match cfg.role {
         Role::Server => {
@@ -312,15 +355,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         Role::Client => Some(keys::client_identity(&cfg)?),
         Role::Server => None,
     };
-    // Keep the kernel out of the tunnel's flow before the first packet: NOTRACK and RST
-    // drop, removed again when this guard drops (also on an error below).
+    // Keep the kernel out of the tunnel's flow before the first packet: raw drop in,
+    // NOTRACK and RST drop out, removed again when this guard drops (also on an error
+    // below).
     let _firewall = if cfg.firewall.auto {
         Some(FirewallGuard::install(firewall_side(
             &cfg,
             Some(plan.local_ip),
         )?)?)
     } else {
-        tracing::info!("firewall.auto is off: the NOTRACK/RST-drop rules must be in place (rawtun firewall apply)");
+        tracing::info!("firewall.auto is off: the raw-drop/NOTRACK/RST-drop rules must be in place (rawtun firewall apply)");
         None
     };
     let role = match cfg.role {
@@ -332,7 +376,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .thread_name("rawtun-io")
         .build()
         .context("starting the tokio runtime")?;
-    let stats = Stats::new(role, plan.workers);
+    let stats = Stats::new(role, plan.workers, cfg.network.backend.as_str(), rxs.len());
     let shutdown = Arc::new(AtomicBool::new(false));
 
     let mut senders = Vec::new();
@@ -424,39 +468,52 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         );
     }
 
-    // Capture reader: one thread hands frames to the worker that owns their flow. It never
-    // blocks on a full worker queue: the frame is dropped and counted for that worker.
-    let reader = {
+    // Capture readers: each hands frames to the worker that owns their flow. They never
+    // block on a full worker queue: the frame is dropped and counted for that worker.
+    let mut readers = Vec::new();
+    for (ring, mut rx) in rxs.into_iter().enumerate() {
         let senders = senders.clone();
         let shutdown = shutdown.clone();
         let is_server = cfg.role == Role::Server;
         let stats = stats.clone();
-        let shard = Shard::new(link, is_server, senders.len(), flow_key);
-        std::thread::Builder::new()
-            .name("rawtun-capture".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; CAPTURE_BUF];
-                while !shutdown.load(Ordering::Relaxed) {
-                    let n = match rx.recv(&mut buf) {
-                        Ok(Some(n)) => n,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            tracing::error!(error = %e, "capture failed");
-                            break;
+        let shard = Shard::new(link, is_server, senders.len(), flow_key.clone());
+        readers.push(
+            std::thread::Builder::new()
+                .name(format!("rawtun-capture-{ring}"))
+                .spawn(move || {
+                    let mut buf = vec![0u8; CAPTURE_BUF];
+                    let mut since_publish = 0u32;
+                    while !shutdown.load(Ordering::Relaxed) {
+                        let n = match rx.recv(&mut buf) {
+                            Ok(Some(n)) => n,
+                            Ok(None) => {
+                                stats.publish_capture(ring, capture_info(rx.stats()));
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "capture failed");
+                                break;
+                            }
+                        };
+                        since_publish += 1;
+                        if since_publish >= 256 {
+                            since_publish = 0;
+                            stats.publish_capture(ring, capture_info(rx.stats()));
                         }
-                    };
-                    let frame = &buf[..n];
-                    let (i, flow) = shard.of(frame);
-                    let data = frame.to_vec();
-                    match senders[i].try_send(Input::Frame { flow, data }) {
-                        Ok(()) => {}
-                        Err(flume::TrySendError::Full(_)) => stats.count_queue_full(i),
-                        Err(flume::TrySendError::Disconnected(_)) => break,
+                        let frame = &buf[..n];
+                        let (i, flow) = shard.of(frame);
+                        let data = frame.to_vec();
+                        match senders[i].try_send(Input::Frame { flow, data }) {
+                            Ok(()) => {}
+                            Err(flume::TrySendError::Full(_)) => stats.count_queue_full(i),
+                            Err(flume::TrySendError::Disconnected(_)) => break,
+                        }
                     }
-                }
-            })
-            .context("starting the capture thread")?
-    };
+                    stats.publish_capture(ring, capture_info(rx.stats()));
+                })
+                .context("starting a capture thread")?,
+        );
+    }
 
     let reload_ctx = ReloadCtx {
         workers: senders.clone(),
@@ -513,13 +570,23 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     for h in handles {
         let _ = h.join();
     }
-    let _ = reader.join();
+    for r in readers {
+        let _ = r.join();
+    }
     if let Some(path) = &opts.stats_file {
         let _ = stats.write_file(path);
     }
     tracing::info!(stats = %stats.to_json(), "final counters");
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+fn capture_info(s: io::RxStats) -> stats::CaptureInfo {
+    stats::CaptureInfo {
+        received: s.received,
+        dropped_by_kernel: s.dropped_by_kernel,
+        oversize: s.oversize,
+    }
 }
 
 /// The firewall side of a config: a server's listen port, a client's server address.

@@ -52,7 +52,12 @@ pub fn ping(cfg: &Config, opts: &PingOptions) -> anyhow::Result<PingSummary> {
     }
     let server = cfg.server.context("server.addr is required")?;
     let identity = super::keys::client_identity(cfg)?;
-    let (plan, (mut rx, mut txs)) = super::plan(cfg, Some(server.ip()))?;
+    // One worker: one capture ring (a fanout group of several would hand some of the
+    // replies to rings nobody reads) and one transmit handle.
+    let mut one = cfg.clone();
+    one.performance.packet_workers = 1;
+    let (plan, (rxs, mut txs)) = super::plan(&one, Some(server.ip()))?;
+    let mut rx = rxs.into_iter().next().context("no capture handle")?;
     let mut tx = txs.pop().context("no transmit handle")?;
     let router_mac = match (plan.router_mac, plan.conn.flow.link) {
         (Some(m), _) => m,

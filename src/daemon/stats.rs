@@ -134,6 +134,37 @@ pub struct Report {
     #[serde(default)]
     pub limits: LimitSnapshot,
     pub sessions: Vec<SessionInfo>,
+    /// The packet backend (`afpacket` or `pcap`).
+    #[serde(default)]
+    pub backend: String,
+    /// Per capture ring (AF_PACKET: one per packet worker; pcap: one), what it read and
+    /// what the kernel dropped because the ring was full.
+    #[serde(default)]
+    pub capture: Vec<CaptureInfo>,
+}
+
+/// One capture ring's counters as `rawtun status` shows them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct CaptureInfo {
+    /// Frames read from the ring.
+    pub received: u64,
+    /// Frames the kernel dropped: the ring was full (`PACKET_STATISTICS` / pcap_stats).
+    pub dropped_by_kernel: u64,
+    /// Frames skipped: longer than a tunnel frame can be.
+    pub oversize: u64,
+}
+
+impl Report {
+    /// The capture rings' counters added up.
+    pub fn capture_total(&self) -> CaptureInfo {
+        self.capture
+            .iter()
+            .fold(CaptureInfo::default(), |a, c| CaptureInfo {
+                received: a.received + c.received,
+                dropped_by_kernel: a.dropped_by_kernel + c.dropped_by_kernel,
+                oversize: a.oversize + c.oversize,
+            })
+    }
 }
 
 #[derive(Default)]
@@ -154,6 +185,8 @@ pub struct Stats {
     started: std::time::Instant,
     workers: Mutex<Vec<WorkerView>>,
     capture: Vec<CaptureView>,
+    backend: &'static str,
+    rings: Mutex<Vec<CaptureInfo>>,
     /// Counted by tokio tasks.
     pub streams_opened: AtomicU64,
     pub dial_failures: AtomicU64,
@@ -165,12 +198,20 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn new(role: &'static str, workers: usize) -> Arc<Stats> {
+    /// Counters of `workers` packet workers fed by `rings` capture rings of `backend`.
+    pub fn new(
+        role: &'static str,
+        workers: usize,
+        backend: &'static str,
+        rings: usize,
+    ) -> Arc<Stats> {
         Arc::new(Stats {
             role,
             started: std::time::Instant::now(),
             workers: Mutex::new((0..workers).map(|_| WorkerView::default()).collect()),
             capture: (0..workers).map(|_| CaptureView::default()).collect(),
+            backend,
+            rings: Mutex::new(vec![CaptureInfo::default(); rings]),
             streams_opened: AtomicU64::new(0),
             dial_failures: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
@@ -183,6 +224,14 @@ impl Stats {
         let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = w.get_mut(worker) {
             *slot = WorkerView { snap, sessions };
+        }
+    }
+
+    /// A capture thread's ring counters (since start).
+    pub fn publish_capture(&self, ring: usize, info: CaptureInfo) {
+        let mut r = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = r.get_mut(ring) {
+            *slot = info;
         }
     }
 
@@ -222,12 +271,15 @@ impl Stats {
             udp: self.udp.snapshot(),
             limits: self.limits.snapshot(),
             sessions,
+            backend: self.backend.to_owned(),
+            capture: self.rings.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
     /// The counters as one flat JSON object (the `--stats-file` format).
     pub fn to_json(&self) -> String {
         let r = self.report();
+        let ring = r.capture_total();
         let mut v = serde_json::to_value(r.totals).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
             m.insert("role".into(), r.role.into());
@@ -246,6 +298,13 @@ impl Stats {
             if let Ok(serde_json::Value::Object(limits)) = serde_json::to_value(r.limits) {
                 m.extend(limits);
             }
+            m.insert("backend".into(), r.backend.clone().into());
+            m.insert("capture_received".into(), ring.received.into());
+            m.insert(
+                "capture_dropped_by_kernel".into(),
+                ring.dropped_by_kernel.into(),
+            );
+            m.insert("capture_oversize".into(), ring.oversize.into());
         }
         v.to_string()
     }
@@ -270,6 +329,19 @@ impl Stats {
             );
             let _ = writeln!(s, "rawtun_{name}{{role=\"{}\"}} {value}", r.role);
         };
+        let ring = r.capture_total();
+        metric(
+            "capture_received_total",
+            "counter",
+            "Frames read from the capture rings.",
+            ring.received,
+        );
+        metric(
+            "capture_kernel_drops_total",
+            "counter",
+            "Frames the kernel dropped because a capture ring was full.",
+            ring.dropped_by_kernel,
+        );
         metric(
             "sessions_active",
             "gauge",

@@ -3,17 +3,22 @@
 //! The API is split the way libpcap is: a capture handle ([`PacketRx`], owned by a reader
 //! thread) and an injection handle ([`PacketTx`], owned by a packet worker). Backends:
 //!
+//! - [`afpacket`]: TPACKET_V3 receive rings in a fanout group, one per capturing thread,
+//!   with the filter in the kernel, and plain packet sockets for injection
+//!   ([`open_afpacket`]); the default on Linux.
 //! - [`pcap`]: libpcap capture + injection on a real interface ([`open_pcap`]).
 //! - [`mem`]: a seeded in-memory network ([`MemNetwork`]) usable in virtual time by sans-IO
 //!   tests, and a real-time adapter ([`mem_pair`]) implementing the traits over it.
 //!
 //! [`tunnel_filter`] builds the BPF expression both sides capture with.
 
+pub mod afpacket;
 mod filter;
 pub mod mem;
 pub mod pcap;
 
 pub use crate::wire::LinkType;
+pub use afpacket::{open_afpacket, AfPacket, AfPacketOptions, AfPacketRx, AfPacketTx, RingSpec};
 pub use filter::tunnel_filter;
 pub use mem::{mem_pair, LinkModel, LinkStats, MemNetwork, MemRx, MemTx};
 pub use pcap::{open_pcap, IoError, PcapOptions, PcapRx, PcapTx};

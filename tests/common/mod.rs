@@ -667,9 +667,10 @@ impl Topology {
             "role: server\n\
              log:\n  level: {level}\n\
              listen:\n  addr: \"{listen}\"\n\
-             network:\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{server_ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
+             network:\n  backend: {backend}\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{server_ip}:{port}\"\n    router_mac: \"{peer_mac}\"\n\
              transport:\n  kcp:\n    key: \"{key}\"\n{extra}{server_extra}",
             extra = transport_extra(spec),
+            backend = backend(),
             server_extra = spec.server_yaml,
             level = spec.log_level,
             port = spec.port,
@@ -698,9 +699,10 @@ impl Topology {
             }
         }
         client += &format!(
-            "network:\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{client_ip}:0\"\n    router_mac: \"{peer_mac}\"\n\
+            "network:\n  backend: {backend}\n  interface: \"{ifname}\"\n  {family}:\n    addr: \"{client_ip}:0\"\n    router_mac: \"{peer_mac}\"\n\
              transport:\n  kcp:\n    key: \"{key}\"\n{extra}",
             extra = transport_extra(spec),
+            backend = backend(),
             ifname = self.client_if,
             peer_mac = self.server_mac,
             key = spec.client_key,
@@ -879,6 +881,17 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The packet backend the daemons of the end-to-end tests use: `RAWTUN_TEST_BACKEND`
+/// (`afpacket`, the default, or `pcap`). scripts/test.sh runs the namespace tests once per
+/// backend.
+pub fn backend() -> &'static str {
+    match std::env::var("RAWTUN_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("afpacket") => "afpacket",
+        Ok("pcap") => "pcap",
+        Ok(other) => panic!("RAWTUN_TEST_BACKEND={other:?}: expected afpacket or pcap"),
+    }
 }
 
 /// Parses a test address literal.
