@@ -168,8 +168,9 @@ pub struct Connection {
     alive: Option<Instant>,
     pub(super) events: VecDeque<ConnEvent>,
     pub(super) stats: ConnStats,
-    /// Scratch for opening packets in place and draining KCP into the mux.
+    /// Scratch for opening packets in place.
     pub(super) rx_scratch: Vec<u8>,
+    /// Mux frames on their way into KCP's send queue.
     mux_scratch: Vec<u8>,
     /// Datagrams waiting for `poll_transmit`, sent ahead of KCP packets.
     datagrams: VecDeque<Vec<u8>>,
@@ -500,17 +501,12 @@ impl Connection {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let mut failed = false;
-        loop {
-            let n = session.kcp.recv(&mut self.rx_scratch);
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = session.mux.handle_bytes(&self.rx_scratch[..n], now) {
-                tracing::warn!(peer = %self.flow.addrs().remote, error = %e, "mux protocol error");
-                failed = true;
-                break;
-            }
+        // The mux reads KCP's receive buffers in place.
+        let Session { kcp, mux, .. } = &mut **session;
+        let read = kcp.recv_with(|chunk| mux.handle_bytes(chunk, now));
+        let failed = read.is_err();
+        if let Err(e) = read {
+            tracing::warn!(peer = %self.flow.addrs().remote, error = %e, "mux protocol error");
         }
         while let Some(ev) = session.mux.poll_event() {
             self.events.push_back(ConnEvent::Stream(ev));
@@ -555,9 +551,9 @@ impl Connection {
             }
         }
         // Datagrams first: they must not wait behind stream bytes.
-        let (kind, body) = if let Some(d) = self.datagrams.pop_front() {
+        let sealed = if let Some(d) = self.datagrams.pop_front() {
             self.stats.datagrams_out += 1;
-            (KIND_DATAGRAM, d)
+            session.seal(buf, at, KIND_DATAGRAM, &d)?
         } else {
             feed_kcp(
                 session,
@@ -566,9 +562,12 @@ impl Connection {
                 &mut self.events,
                 now,
             );
-            (KIND_KCP, session.kcp.poll_transmit()?)
+            // KCP writes its packet straight into the frame, where it is sealed in place.
+            let room = session.body_room(buf, at)?;
+            let len = session.kcp.poll_transmit(room)?;
+            session.seal_body(buf, at, KIND_KCP, len)?
         };
-        let Ok(sealed) = session.seal(buf, at, kind, &body)? else {
+        let Ok(sealed) = sealed else {
             self.close(CloseReason::KeysExhausted);
             return None;
         };
