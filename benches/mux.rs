@@ -85,12 +85,13 @@ fn kcp_transfer(c: &mut Criterion) {
             let mut a = KcpSession::new(1, &cfg, now);
             let mut z = KcpSession::new(1, &cfg, now);
             let mut buf = vec![0u8; 64 * 1024];
+            let mut packet = vec![0u8; 2048];
             let (mut off, mut got) = (0, 0);
             while got < data.len() {
                 off += a.send(&data[off..]).expect("queueing cannot fail");
                 a.flush(now);
-                while let Some(p) = a.poll_transmit() {
-                    z.handle_input(&p, now).expect("valid packet");
+                while let Some(n) = a.poll_transmit(&mut packet) {
+                    z.handle_input(&packet[..n], now).expect("valid packet");
                 }
                 loop {
                     let n = z.recv(&mut buf);
@@ -100,8 +101,8 @@ fn kcp_transfer(c: &mut Criterion) {
                     got += n;
                 }
                 z.flush(now);
-                while let Some(p) = z.poll_transmit() {
-                    a.handle_input(&p, now).expect("valid packet");
+                while let Some(n) = z.poll_transmit(&mut packet) {
+                    a.handle_input(&packet[..n], now).expect("valid packet");
                 }
                 now += Duration::from_millis(1);
             }

@@ -219,9 +219,10 @@ impl Endpoint {
             }
         }
         self.kcp.flush(now);
-        while let Some(p) = self.kcp.poll_transmit() {
-            assert!(p.len() <= 1350);
-            link.send(now, 1 - me, p);
+        let mut packet = [0u8; 2048];
+        while let Some(n) = self.kcp.poll_transmit(&mut packet) {
+            assert!(n <= 1350);
+            link.send(now, 1 - me, packet[..n].to_vec());
         }
     }
 

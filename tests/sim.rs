@@ -303,7 +303,7 @@ fn datagrams_skip_the_stream_queue_and_are_never_retransmitted() {
     sim.establish(&mut cev, &mut sev);
     let max = sim.client.max_datagram();
     assert_eq!(
-        sim.client.send_datagram(vec![0; max + 1]),
+        sim.client.send_datagram(&vec![0; max + 1]),
         Err(DatagramError::TooLarge { len: max + 1, max })
     );
     let stream = sim.client.open_stream(b"bulk").expect("open stream");
@@ -324,7 +324,7 @@ fn datagrams_skip_the_stream_queue_and_are_never_retransmitted() {
         if seq < COUNT && sim.now >= next_send {
             let mut body = seq.to_be_bytes().to_vec();
             body.extend((0..200).map(|i| pattern(u64::from(seq), i)));
-            sim.client.send_datagram(body).expect("queued");
+            sim.client.send_datagram(&body).expect("queued");
             sent_at.insert(seq, sim.now);
             seq += 1;
             next_send = sim.now + Duration::from_millis(2);

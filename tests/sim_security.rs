@@ -309,7 +309,7 @@ fn forged_resets_and_rsts_do_not_end_a_session() {
     // The stream still works end to end.
     sim.run_for(Duration::from_secs(2), &mut cev, &mut sev);
     assert!(sev.iter().any(
-        |e| matches!(&e.event, ConnEvent::Stream(MuxEvent::Data { data, .. }) if data == b"hi")
+        |e| matches!(&e.event, ConnEvent::Stream(MuxEvent::Data { data, .. }) if data[..] == b"hi"[..])
     ));
     assert!(!cev.iter().any(|e| matches!(e, ConnEvent::SessionLost(_))));
 }

@@ -54,8 +54,8 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends received bytes (ignored after a FIN or reset).
-    pub fn push(&self, data: Vec<u8>) {
+    /// Appends a copy of received bytes (ignored after a FIN or reset).
+    pub fn push(&self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -66,8 +66,8 @@ impl Inbox {
             }
             s.bytes += data.len();
             match s.data.back_mut() {
-                Some(last) if last.len() + data.len() <= PACK => last.extend_from_slice(&data),
-                _ => s.data.push_back(data),
+                Some(last) if last.len() + data.len() <= PACK => last.extend_from_slice(data),
+                _ => s.data.push_back(data.to_vec()),
             }
         }
         self.ready.notify_one();
@@ -141,11 +141,11 @@ mod tests {
     fn bytes_then_fin_in_order_small_pieces_packed() {
         let inbox = Inbox::default();
         for _ in 0..1000 {
-            inbox.push(vec![1]);
+            inbox.push(&[1]);
         }
-        inbox.push(vec![2; 10]);
+        inbox.push(&[2; 10]);
         inbox.finish();
-        inbox.push(vec![3]); // after FIN: ignored
+        inbox.push(&[3]); // after FIN: ignored
         assert_eq!(inbox.bytes(), 1010);
         let Some(StreamMsg::Data(d)) = inbox.try_recv() else {
             panic!("data first");
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn reset_drops_the_bytes_and_wins_over_fin() {
         let inbox = Inbox::default();
-        inbox.push(vec![1; 100_000]);
+        inbox.push(&[1; 100_000]);
         inbox.finish();
         inbox.reset();
         assert_eq!(inbox.bytes(), 0);
@@ -173,7 +173,7 @@ mod tests {
             tokio::spawn(async move { inbox.recv().await })
         };
         tokio::task::yield_now().await;
-        inbox.push(b"x".to_vec());
+        inbox.push(b"x");
         assert_eq!(reader.await.unwrap(), StreamMsg::Data(b"x".to_vec()));
         let waiter = {
             let inbox = inbox.clone();

@@ -472,7 +472,7 @@ impl Worker {
             Command::Datagram { key, body } => {
                 // Only for an association that is still open; refusals count in ConnStats.
                 if self.streams.contains_key(&key) {
-                    self.with_conn(key, |conn| conn.send_datagram(body).is_ok());
+                    self.with_conn(key, |conn| conn.send_datagram(&body).is_ok());
                 } else {
                     self.datagrams_unroutable += 1;
                 }
@@ -727,7 +727,8 @@ impl Worker {
                     }
                 }
                 ConnEvent::Stream(ev) => self.stream_event(peer, ev),
-                ConnEvent::Datagram(body) => self.route_datagram(peer, body),
+                // The task's channel takes an owned copy; the arena piece is dropped here.
+                ConnEvent::Datagram(body) => self.route_datagram(peer, body.to_vec()),
             }
         }
         if opened {
@@ -745,7 +746,7 @@ impl Worker {
         match ev {
             MuxEvent::Opened { id, payload } => self.accept_stream(key(id), &payload),
             MuxEvent::Data { id, data } => match self.streams.get(&key(id)) {
-                Some(s) => s.inbox.push(data),
+                Some(s) => s.inbox.push(&data),
                 None => {
                     // The task is gone: nobody will consume these bytes.
                     self.with_conn(key(id), |c| {

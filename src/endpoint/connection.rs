@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::SeedableRng;
 
 use super::client::ClientSide;
@@ -20,7 +21,7 @@ use super::ConnStats;
 use crate::crypto::{self, Cipher, ClientId, PublicKey};
 use crate::faketcp::{Flow, FlowAddrs, FlowConfig, Inbound};
 use crate::kcp::KcpConfig;
-use crate::mux::{Mux, MuxConfig, MuxEvent, StreamId};
+use crate::mux::{Arena, Mux, MuxConfig, MuxEvent, StreamId};
 use crate::wire::ParsedFrame;
 
 /// Largest frame a connection builds; callers size their transmit buffers with it.
@@ -30,6 +31,8 @@ pub const MAX_FRAME: usize = 2048;
 /// KCP packets at the next `poll_transmit`, so the queue only fills when the worker is
 /// behind.
 const DATAGRAM_QUEUE: usize = 512;
+/// Emptied datagram buffers kept for the next ones.
+const DATAGRAM_POOL: usize = 16;
 /// Copies of a close notice sent (it is not retransmitted otherwise).
 const NOTICE_COPIES: u8 = 2;
 
@@ -114,8 +117,9 @@ pub enum ConnEvent {
     Stream(MuxEvent),
     /// The session is gone: every stream of it is gone too.
     SessionLost(CloseReason),
-    /// A datagram arrived (its body: the [`crate::tunnel`] datagram header and payload).
-    Datagram(Vec<u8>),
+    /// A datagram arrived (its body: the [`crate::tunnel`] datagram header and payload), a
+    /// piece of the connection's receive arena: drop it once copied or sent on.
+    Datagram(Bytes),
 }
 
 /// Why [`Connection::send_datagram`] did not queue a datagram (each one is counted).
@@ -168,11 +172,16 @@ pub struct Connection {
     alive: Option<Instant>,
     pub(super) events: VecDeque<ConnEvent>,
     pub(super) stats: ConnStats,
-    /// Scratch for opening packets in place and draining KCP into the mux.
+    /// Scratch for opening packets in place.
     pub(super) rx_scratch: Vec<u8>,
+    /// Mux frames on their way into KCP's send queue.
     mux_scratch: Vec<u8>,
     /// Datagrams waiting for `poll_transmit`, sent ahead of KCP packets.
     datagrams: VecDeque<Vec<u8>>,
+    /// Buffers of datagrams sent, for the next ones.
+    datagram_pool: Vec<Vec<u8>>,
+    /// Where received datagrams are copied to be handed out.
+    datagram_arena: Arena,
     pub(super) rng: rand::rngs::StdRng,
 }
 
@@ -202,6 +211,8 @@ impl Connection {
             rx_scratch: vec![0; MAX_FRAME],
             mux_scratch: Vec::new(),
             datagrams: VecDeque::new(),
+            datagram_pool: Vec::new(),
+            datagram_arena: Arena::default(),
             rng,
         }
     }
@@ -331,7 +342,8 @@ impl Connection {
     /// Queues one datagram body to go out, unreliably, ahead of KCP packets at the next
     /// [`Connection::poll_transmit`]. Refused (and counted) when larger than
     /// [`Connection::max_datagram`], when the queue is full, or before the session is up.
-    pub fn send_datagram(&mut self, body: Vec<u8>) -> Result<(), DatagramError> {
+    /// The body is copied (into a buffer reused from earlier datagrams).
+    pub fn send_datagram(&mut self, body: &[u8]) -> Result<(), DatagramError> {
         let max = self.max_datagram();
         let err = if self.session.is_none() || self.closed {
             Some(DatagramError::NoSession)
@@ -349,7 +361,10 @@ impl Connection {
             self.stats.datagrams_dropped += 1;
             return Err(e);
         }
-        self.datagrams.push_back(body);
+        let mut buf = self.datagram_pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(body);
+        self.datagrams.push_back(buf);
         Ok(())
     }
 
@@ -480,7 +495,8 @@ impl Connection {
             }
             Some((&KIND_DATAGRAM, body)) => {
                 self.stats.datagrams_in += 1;
-                self.events.push_back(ConnEvent::Datagram(body.to_vec()));
+                let body = self.datagram_arena.copy(body);
+                self.events.push_back(ConnEvent::Datagram(body));
             }
             Some((&KIND_CLOSE, body)) => {
                 let notice = body
@@ -500,17 +516,12 @@ impl Connection {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let mut failed = false;
-        loop {
-            let n = session.kcp.recv(&mut self.rx_scratch);
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = session.mux.handle_bytes(&self.rx_scratch[..n], now) {
-                tracing::warn!(peer = %self.flow.addrs().remote, error = %e, "mux protocol error");
-                failed = true;
-                break;
-            }
+        // The mux reads KCP's receive buffers in place.
+        let Session { kcp, mux, .. } = &mut **session;
+        let read = kcp.recv_with(|chunk| mux.handle_bytes(chunk, now));
+        let failed = read.is_err();
+        if let Err(e) = read {
+            tracing::warn!(peer = %self.flow.addrs().remote, error = %e, "mux protocol error");
         }
         while let Some(ev) = session.mux.poll_event() {
             self.events.push_back(ConnEvent::Stream(ev));
@@ -555,9 +566,13 @@ impl Connection {
             }
         }
         // Datagrams first: they must not wait behind stream bytes.
-        let (kind, body) = if let Some(d) = self.datagrams.pop_front() {
+        let sealed = if let Some(d) = self.datagrams.pop_front() {
             self.stats.datagrams_out += 1;
-            (KIND_DATAGRAM, d)
+            let sealed = session.seal(buf, at, KIND_DATAGRAM, &d);
+            if self.datagram_pool.len() < DATAGRAM_POOL {
+                self.datagram_pool.push(d);
+            }
+            sealed?
         } else {
             feed_kcp(
                 session,
@@ -566,9 +581,12 @@ impl Connection {
                 &mut self.events,
                 now,
             );
-            (KIND_KCP, session.kcp.poll_transmit()?)
+            // KCP writes its packet straight into the frame, where it is sealed in place.
+            let room = session.body_room(buf, at)?;
+            let len = session.kcp.poll_transmit(room)?;
+            session.seal_body(buf, at, KIND_KCP, len)?
         };
-        let Ok(sealed) = session.seal(buf, at, kind, &body)? else {
+        let Ok(sealed) = sealed else {
             self.close(CloseReason::KeysExhausted);
             return None;
         };

@@ -86,19 +86,47 @@ impl Session {
         kind: u8,
         body: &[u8],
     ) -> Option<Result<usize, crypto::SealError>> {
-        let start = at + crypto::HEADER_LEN;
-        let end = start + 1 + body.len();
-        if end + 32 > buf.len() {
+        let Some(room) = self.body_room(buf, at) else {
+            tracing::warn!(
+                len = body.len(),
+                kind,
+                "no room for a packet in the frame buffer"
+            );
+            return None;
+        };
+        let Some(dst) = room.get_mut(..body.len()) else {
             tracing::warn!(
                 len = body.len(),
                 kind,
                 "packet larger than the frame buffer"
             );
             return None;
-        }
-        buf[start] = kind;
-        buf[start + 1..end].copy_from_slice(body);
-        Some(self.sealer.seal(buf, at, 1 + body.len()).map_err(|e| {
+        };
+        dst.copy_from_slice(body);
+        self.seal_body(buf, at, kind, body.len())
+    }
+
+    /// Where a body goes in `buf` for a packet sealed at `buf[at..]`: after the crypto
+    /// header and the kind byte, up to the room the tag needs at the end. Write it there
+    /// and call [`Session::seal_body`].
+    pub fn body_room<'b>(&self, buf: &'b mut [u8], at: usize) -> Option<&'b mut [u8]> {
+        let start = at + crypto::HEADER_LEN + 1;
+        let tag = self.sealer.overhead() - crypto::HEADER_LEN;
+        let end = buf.len().checked_sub(tag)?;
+        buf.get_mut(start..end)
+    }
+
+    /// Seals in place the `len`-byte body already written at [`Session::body_room`],
+    /// with `kind` in front of it.
+    pub fn seal_body(
+        &mut self,
+        buf: &mut [u8],
+        at: usize,
+        kind: u8,
+        len: usize,
+    ) -> Option<Result<usize, crypto::SealError>> {
+        *buf.get_mut(at + crypto::HEADER_LEN)? = kind;
+        Some(self.sealer.seal(buf, at, 1 + len).map_err(|e| {
             tracing::warn!(error = %e, "cannot seal: closing session");
             e
         }))

@@ -1,8 +1,6 @@
 //! Input side of a KCP session: ACK and UNA processing, RTT estimation, congestion window
 //! growth, and reassembly of received segments.
 
-use bytes::Bytes;
-
 use super::{seq_diff, KcpSession, FASTACK_LIMIT, RTO_MAX};
 
 impl KcpSession {
@@ -14,13 +12,23 @@ impl KcpSession {
         for _ in 0..adv {
             if let Some(seg) = self.snd_buf.pop_front() {
                 if !seg.acked {
-                    self.in_flight_bytes -= seg.data.len();
+                    self.in_flight_bytes -= seg.len;
                     self.rate.on_delivered(1);
                 }
             }
         }
         self.snd_una = una;
         self.pop_acked();
+    }
+
+    /// Releases the ring bytes of segments no longer in the send buffer.
+    pub(super) fn release_sent(&mut self) {
+        let keep_from = self.snd_buf.front().map_or(self.queued_from, |s| s.start);
+        let done = keep_from.saturating_sub(self.snd_base);
+        if done > 0 {
+            self.snd_ring.consume(done as usize);
+            self.snd_base = keep_from;
+        }
     }
 
     /// Marks `sn` acknowledged; true if it was outstanding.
@@ -33,9 +41,8 @@ impl KcpSession {
             return false;
         }
         seg.acked = true;
-        self.in_flight_bytes -= seg.data.len();
+        self.in_flight_bytes -= seg.len;
         self.rate.on_delivered(1);
-        seg.data = Bytes::new();
         self.pop_acked();
         true
     }
@@ -130,7 +137,13 @@ impl KcpSession {
         }
         match self.rcv_buf.get_mut(idx) {
             Some(slot @ None) => {
-                *slot = Some(Bytes::copy_from_slice(data));
+                let mut buf = self
+                    .rcv_pool
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(self.mss));
+                buf.clear();
+                buf.extend_from_slice(data);
+                *slot = Some(buf);
                 self.stats.segments_received += 1;
                 self.stats.bytes_received += data.len() as u64;
             }

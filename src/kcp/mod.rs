@@ -6,7 +6,8 @@
 //! 1. [`KcpSession::handle_input`] with every KCP packet from the peer,
 //! 2. [`KcpSession::send`] / [`KcpSession::recv`] for the byte stream,
 //! 3. [`KcpSession::flush`] after `send` (unless `wdelay`) and after `handle_input`,
-//! 4. [`KcpSession::poll_transmit`] until `None`, handing each packet to the crypto layer,
+//! 4. [`KcpSession::poll_transmit`] until `None`: each call writes one packet into the
+//!    caller's buffer (the crypto layer's, at the payload offset, so it is sealed in place),
 //! 5. [`KcpSession::handle_timeout`] when [`KcpSession::poll_timeout`] has passed.
 //!
 //! Time is an [`Instant`] passed in; KCP's wire timestamps are milliseconds since an origin
@@ -30,6 +31,14 @@
 //! Here the send buffer is indexed by `sn - snd_una` (O(1) ACKs), all sequence arithmetic
 //! wraps, and no peer value can panic.
 //!
+//! # Buffers
+//!
+//! No allocation per packet once a session has warmed up: the bytes to send and in flight
+//! live in one [`ring::ByteRing`]; a flush only decides *what* to send (segment headers in
+//! a queue) and [`KcpSession::poll_transmit`] packs those segments into the caller's
+//! buffer; received segments are copied into buffers recycled through a small pool, and
+//! [`KcpSession::recv_with`] lends them to the reader instead of copying them out.
+//!
 //! # Outages and backoff
 //!
 //! The dead-link rule of KCP (give up after N retransmissions) is not implemented: liveness
@@ -42,6 +51,7 @@
 mod input;
 mod output;
 mod rate;
+mod ring;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -51,7 +61,7 @@ pub use segment::{Command, SegmentHeader, HEADER_LEN};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use ring::ByteRing;
 
 /// Minimum RTO with `nodelay`.
 const RTO_MIN_NODELAY: u32 = 30;
@@ -73,6 +83,9 @@ const FASTACK_LIMIT: u32 = 5;
 const RTT_SAMPLE_MAX: u32 = 60_000;
 /// Smallest usable MTU.
 const MTU_MIN: u16 = 50;
+/// Receive buffers kept for reuse at most (a loss burst may need more for a while; those
+/// are freed once read).
+const RCV_POOL_MAX: usize = 128;
 
 /// KCP tuning, as in paqet/kcptun configuration.
 #[derive(Clone, Debug)]
@@ -190,10 +203,13 @@ pub struct KcpStats {
     pub duplicates: u64,
 }
 
-/// A data segment in the send buffer.
+/// A data segment in the send buffer: its bytes are `start..start + len` of the send
+/// stream, held in the ring until `una` passes the segment.
 #[derive(Debug)]
 struct InFlight {
-    data: Bytes,
+    /// Offset of its first byte in the send stream.
+    start: u64,
+    len: usize,
     /// When it was last sent (ms since origin); its `ts` on the wire.
     sent_at: u64,
     resend_at: u64,
@@ -231,7 +247,12 @@ pub struct KcpSession {
     /// Oldest unacknowledged sn; `snd_buf[i]` has sn `snd_una + i`.
     snd_una: u32,
     snd_nxt: u32,
-    snd_queue: BytesMut,
+    /// Bytes of the segments in `snd_buf`, then the bytes queued and not yet cut into
+    /// segments; `snd_ring[0]` is byte `snd_base` of the send stream.
+    snd_ring: ByteRing,
+    snd_base: u64,
+    /// Stream offset of the first queued byte (the end of the newest segment).
+    queued_from: u64,
     snd_buf: VecDeque<InFlight>,
     in_flight_bytes: usize,
     backed_off: bool,
@@ -241,16 +262,21 @@ pub struct KcpSession {
     fastack_due: bool,
     /// Next sn expected; `rcv_buf[i]` holds sn `rcv_nxt + i` if received.
     rcv_nxt: u32,
-    rcv_buf: VecDeque<Option<Bytes>>,
-    rcv_queue: VecDeque<Bytes>,
+    rcv_buf: VecDeque<Option<Vec<u8>>>,
+    /// In-order segments not yet read; `rcv_read` bytes of the front one are read.
+    rcv_queue: VecDeque<Vec<u8>>,
+    rcv_read: usize,
+    /// Emptied receive buffers, for the next segments.
+    rcv_pool: Vec<Vec<u8>>,
     acklist: Vec<(u32, u32)>,
     probe_ask: bool,
     probe_tell: bool,
     probe_wait: u64,
     probe_at: u64,
     next_flush: u64,
-    tx: VecDeque<Vec<u8>>,
-    cur: Vec<u8>,
+    /// Segments a flush decided to send, in order; `true` ends a packet (a flush never
+    /// shares a packet with the next). `poll_transmit` packs them into the caller's buffer.
+    pending: VecDeque<(SegmentHeader, bool)>,
     stats: KcpStats,
 }
 
@@ -298,7 +324,9 @@ impl KcpSession {
             },
             snd_una: 0,
             snd_nxt: 0,
-            snd_queue: BytesMut::new(),
+            snd_ring: ByteRing::default(),
+            snd_base: 0,
+            queued_from: 0,
             snd_buf: VecDeque::new(),
             in_flight_bytes: 0,
             backed_off: false,
@@ -307,14 +335,15 @@ impl KcpSession {
             rcv_nxt: 0,
             rcv_buf: VecDeque::new(),
             rcv_queue: VecDeque::new(),
+            rcv_read: 0,
+            rcv_pool: Vec::new(),
             acklist: Vec::new(),
             probe_ask: false,
             probe_tell: false,
             probe_wait: 0,
             probe_at: 0,
             next_flush: 0,
-            tx: VecDeque::new(),
-            cur: Vec::new(),
+            pending: VecDeque::new(),
             stats: KcpStats::default(),
         }
     }
@@ -393,6 +422,7 @@ impl KcpSession {
         if (progressed || acked_new) && self.backed_off {
             self.reset_backoff();
         }
+        self.release_sent();
         if self.acknodelay {
             self.flush_acks();
         }
@@ -404,8 +434,13 @@ impl KcpSession {
     /// itself cannot fail.
     pub fn send(&mut self, data: &[u8]) -> Result<usize, KcpError> {
         let take = data.len().min(self.send_capacity());
-        self.snd_queue.extend_from_slice(&data[..take]);
+        self.snd_ring.push(&data[..take]);
         Ok(take)
+    }
+
+    /// Bytes queued and not yet cut into segments.
+    fn queued_len(&self) -> usize {
+        (self.snd_base + self.snd_ring.len() as u64 - self.queued_from) as usize
     }
 
     /// Bytes that may still be queued: queued plus in-flight data is kept at or below
@@ -414,7 +449,7 @@ impl KcpSession {
         // Against the rate cap too: what the cap holds back waits in the mux's per-stream
         // queues (scheduled fairly), not in this FIFO.
         (2 * self.window() as usize * self.mss)
-            .saturating_sub(self.snd_queue.len() + self.in_flight_bytes)
+            .saturating_sub(self.queued_len() + self.in_flight_bytes)
     }
 
     /// The send window in segments, lowered to the rate cap when there is one.
@@ -440,23 +475,63 @@ impl KcpSession {
         let was_full = self.rcv_queue.len() >= self.rcv_wnd as usize;
         let mut n = 0;
         while n < buf.len() {
-            let Some(front) = self.rcv_queue.front_mut() else {
+            let Some(front) = self.rcv_queue.front() else {
                 break;
             };
-            let k = front.len().min(buf.len() - n);
-            buf[n..n + k].copy_from_slice(&front[..k]);
-            front.advance(k);
+            let rest = front.get(self.rcv_read..).unwrap_or_default();
+            let k = rest.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&rest[..k]);
             n += k;
-            if front.is_empty() {
-                self.rcv_queue.pop_front();
+            self.rcv_read += k;
+            if k == rest.len() {
+                self.pop_received();
             }
         }
         self.move_ready();
+        self.after_read(was_full);
+        n
+    }
+
+    /// Hands every received in-order byte to `read`, one segment's bytes at a time, in
+    /// order, without copying them out (the reader is lent the session's buffer). A chunk
+    /// counts as read even when `read` fails; the first error stops and is returned.
+    /// Returns the bytes handed over.
+    pub fn recv_with<E>(
+        &mut self,
+        mut read: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let was_full = self.rcv_queue.len() >= self.rcv_wnd as usize;
+        let mut n = 0;
+        let mut result = Ok(());
+        while result.is_ok() {
+            let Some(front) = self.rcv_queue.front() else {
+                break;
+            };
+            let chunk = front.get(self.rcv_read..).unwrap_or_default();
+            n += chunk.len();
+            result = read(chunk);
+            self.pop_received();
+            self.move_ready();
+        }
+        self.after_read(was_full);
+        result.map(|()| n)
+    }
+
+    /// Drops the front of the receive queue, keeping its buffer for reuse.
+    fn pop_received(&mut self) {
+        self.rcv_read = 0;
+        if let Some(buf) = self.rcv_queue.pop_front() {
+            if self.rcv_pool.len() < RCV_POOL_MAX {
+                self.rcv_pool.push(buf);
+            }
+        }
+    }
+
+    fn after_read(&mut self, was_full: bool) {
         if was_full && self.rcv_queue.len() < self.rcv_wnd as usize {
             // Tell the peer its window opened instead of waiting for its probe.
             self.probe_tell = true;
         }
-        n
     }
 
     /// Runs the periodic flush if it is due.
@@ -475,13 +550,6 @@ impl KcpSession {
         self.flush_at_now();
     }
 
-    /// The next KCP packet to send (at most `mtu` bytes).
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let p = self.tx.pop_front()?;
-        self.stats.packets_sent += 1;
-        Some(p)
-    }
-
     /// When [`KcpSession::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Instant {
         self.origin + Duration::from_millis(self.next_flush)
@@ -489,7 +557,7 @@ impl KcpSession {
 
     /// A snapshot of counters and estimates.
     pub fn stats(&self) -> KcpStats {
-        let queued_segments = self.snd_queue.len().div_ceil(self.mss);
+        let queued_segments = self.queued_len().div_ceil(self.mss);
         let in_flight = self.snd_buf.iter().filter(|s| !s.acked).count();
         KcpStats {
             srtt_ms: self.srtt,
@@ -499,7 +567,7 @@ impl KcpSession {
             remote_window: self.rmt_wnd,
             in_flight,
             waitsnd: in_flight + queued_segments,
-            queued_bytes: self.snd_queue.len(),
+            queued_bytes: self.queued_len(),
             rate_cap: self.rate_limit().unwrap_or(0),
             delivery_rate: self.rate.estimates().0,
             min_rtt_ms: self.rate.estimates().1,

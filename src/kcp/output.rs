@@ -1,7 +1,8 @@
 //! Output side of a KCP session: ACKs, window probes, new segments, retransmissions, and
 //! packing segments into packets of at most `mtu` bytes.
-
-use std::collections::VecDeque;
+//!
+//! A flush queues segment headers (`pending`); [`KcpSession::poll_transmit`] packs them,
+//! with the data bytes read from the send ring, into the caller's buffer.
 
 use super::{
     Command, InFlight, KcpSession, SegmentHeader, BACKOFF_CAP_MS, FASTACK_LIMIT, HEADER_LEN,
@@ -14,10 +15,75 @@ impl KcpSession {
         u16::try_from(free).unwrap_or(u16::MAX)
     }
 
-    /// Appends one segment to the packet being built, starting a new packet when it would
-    /// exceed the MTU.
-    pub(super) fn emit(&mut self, hdr: SegmentHeader, data: &[u8]) {
-        emit_into(&mut self.cur, &mut self.tx, self.mtu, &hdr, data);
+    /// Queues one segment for the packet being built.
+    pub(super) fn emit(&mut self, hdr: SegmentHeader) {
+        self.pending.push_back((hdr, false));
+    }
+
+    /// Ends the packet being built: the next segment starts a new one.
+    fn end_packet(&mut self) {
+        if let Some((_, end)) = self.pending.back_mut() {
+            *end = true;
+        }
+    }
+
+    /// Writes the next packet into `buf` and returns its length, or `None` when nothing is
+    /// due. A packet holds at most `mtu` bytes (fewer if `buf` is shorter; pass at least
+    /// `mtu` bytes); segments are packed in the order the flushes queued them, and a
+    /// segment acknowledged since its flush is left out.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let limit = self.mtu.min(buf.len());
+        let mut n = 0;
+        while let Some(&(hdr, end)) = self.pending.front() {
+            let data = match hdr.cmd {
+                Command::Push => match self.unacked(hdr.sn) {
+                    Some(seg) => Some((seg.start - self.snd_base, seg.len)),
+                    None => {
+                        self.pending.pop_front();
+                        if end && n > 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let len = HEADER_LEN + data.map_or(0, |(_, len)| len);
+            if n + len > limit {
+                if n > 0 {
+                    break;
+                }
+                // It cannot fit even alone (a buffer shorter than the MTU): skip it.
+                self.pending.pop_front();
+                continue;
+            }
+            let Some(out) = buf.get_mut(n..n + len) else {
+                break;
+            };
+            let (head, body) = out.split_at_mut(HEADER_LEN);
+            if let Ok(head) = <&mut [u8; HEADER_LEN]>::try_from(head) {
+                hdr.write(head);
+            }
+            if let Some((at, _)) = data {
+                self.snd_ring.copy_out(at as usize, body);
+            }
+            n += len;
+            self.pending.pop_front();
+            if end {
+                break;
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        self.stats.packets_sent += 1;
+        Some(n)
+    }
+
+    /// Segment `sn`, if it is in the send buffer and not acknowledged.
+    fn unacked(&self, sn: u32) -> Option<&InFlight> {
+        let off = sn.wrapping_sub(self.snd_una) as usize;
+        self.snd_buf.get(off).filter(|s| !s.acked)
     }
 
     pub(super) fn control(&self, cmd: Command, sn: u32, ts: u32) -> SegmentHeader {
@@ -38,7 +104,7 @@ impl KcpSession {
         let mut acks = std::mem::take(&mut self.acklist);
         for &(sn, ts) in &acks {
             let hdr = self.control(Command::Ack, sn, ts);
-            self.emit(hdr, &[]);
+            self.emit(hdr);
         }
         acks.clear();
         // Keep the allocation for the next round.
@@ -51,9 +117,7 @@ impl KcpSession {
             return;
         }
         self.emit_acks();
-        if !self.cur.is_empty() {
-            self.tx.push_back(std::mem::take(&mut self.cur));
-        }
+        self.end_packet();
     }
 
     /// The whole flush: ACKs, probes, new data, retransmissions.
@@ -78,10 +142,10 @@ impl KcpSession {
             self.probe_wait = 0;
         }
         if std::mem::take(&mut self.probe_ask) {
-            self.emit(ask, &[]);
+            self.emit(ask);
         }
         if std::mem::take(&mut self.probe_tell) {
-            self.emit(tell, &[]);
+            self.emit(tell);
         }
 
         // Cut queued bytes into new segments as far as the windows allow.
@@ -94,17 +158,19 @@ impl KcpSession {
         let cap_bytes = self.rate_limit().map(|c| c as usize * self.mss);
         let mut new_segments = 0;
         while self.snd_nxt.wrapping_sub(self.snd_una) < cwnd
-            && !self.snd_queue.is_empty()
+            && self.queued_len() > 0
             && cap_bytes.is_none_or(|c| self.in_flight_bytes < c)
         {
             new_segments += 1;
-            let n = self.snd_queue.len().min(self.mss);
-            let data = self.snd_queue.split_to(n).freeze();
-            self.in_flight_bytes += data.len();
+            let len = self.queued_len().min(self.mss);
+            let start = self.queued_from;
+            self.queued_from += len as u64;
+            self.in_flight_bytes += len;
             self.stats.segments_sent += 1;
-            self.stats.bytes_sent += data.len() as u64;
+            self.stats.bytes_sent += len as u64;
             self.snd_buf.push_back(InFlight {
-                data,
+                start,
+                len,
                 sent_at: now,
                 resend_at: now,
                 rto: self.rto,
@@ -114,7 +180,7 @@ impl KcpSession {
             });
             self.snd_nxt = self.snd_nxt.wrapping_add(1);
         }
-        if self.snd_queue.is_empty() && cap_bytes.is_none_or(|c| self.in_flight_bytes < c) {
+        if self.queued_len() == 0 && cap_bytes.is_none_or(|c| self.in_flight_bytes < c) {
             self.rate.on_app_limited();
         }
 
@@ -181,17 +247,15 @@ impl KcpSession {
                 ts: now as u32,
                 sn: this_sn,
                 una: self.rcv_nxt,
-                len: seg.data.len() as u32,
+                len: seg.len as u32,
             };
-            emit_into(&mut self.cur, &mut self.tx, self.mtu, &hdr, &seg.data);
+            self.pending.push_back((hdr, false));
         }
         self.next_resend = next_resend;
         if full {
             self.fastack_due = false;
         }
-        if !self.cur.is_empty() {
-            self.tx.push_back(std::mem::take(&mut self.cur));
-        }
+        self.end_packet();
 
         // KCP's congestion response.
         if fast {
@@ -206,21 +270,4 @@ impl KcpSession {
             self.incr = self.mss;
         }
     }
-}
-
-fn emit_into(
-    cur: &mut Vec<u8>,
-    tx: &mut VecDeque<Vec<u8>>,
-    mtu: usize,
-    hdr: &SegmentHeader,
-    data: &[u8],
-) {
-    if !cur.is_empty() && cur.len() + HEADER_LEN + data.len() > mtu {
-        tx.push_back(std::mem::replace(cur, Vec::with_capacity(mtu)));
-    }
-    if cur.capacity() == 0 {
-        cur.reserve(mtu);
-    }
-    hdr.emit(cur);
-    cur.extend_from_slice(data);
 }

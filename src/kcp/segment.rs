@@ -116,13 +116,20 @@ impl SegmentHeader {
 
     /// Appends the header to `out`.
     pub fn emit(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.conv.to_le_bytes());
-        out.push(self.cmd.code());
-        out.push(self.frg);
-        out.extend_from_slice(&self.wnd.to_le_bytes());
-        out.extend_from_slice(&self.ts.to_le_bytes());
-        out.extend_from_slice(&self.sn.to_le_bytes());
-        out.extend_from_slice(&self.una.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
+        let mut head = [0u8; HEADER_LEN];
+        self.write(&mut head);
+        out.extend_from_slice(&head);
+    }
+
+    /// Writes the header into `out`, which is [`HEADER_LEN`] bytes long.
+    pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
+        out[0..4].copy_from_slice(&self.conv.to_le_bytes());
+        out[4] = self.cmd.code();
+        out[5] = self.frg;
+        out[6..8].copy_from_slice(&self.wnd.to_le_bytes());
+        out[8..12].copy_from_slice(&self.ts.to_le_bytes());
+        out[12..16].copy_from_slice(&self.sn.to_le_bytes());
+        out[16..20].copy_from_slice(&self.una.to_le_bytes());
+        out[20..24].copy_from_slice(&self.len.to_le_bytes());
     }
 }

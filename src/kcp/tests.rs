@@ -84,6 +84,86 @@ fn malformed_segments_are_errors() {
     assert_eq!(k.recv(&mut buf), 0);
 }
 
+/// A lone ACK segment from the peer of session 1.
+fn ack(sn: u32) -> Vec<u8> {
+    let mut seg = Vec::new();
+    SegmentHeader {
+        conv: 1,
+        cmd: Command::Ack,
+        frg: 0,
+        wnd: 128,
+        ts: 0,
+        sn,
+        una: 0,
+        len: 0,
+    }
+    .emit(&mut seg);
+    seg
+}
+
+#[test]
+fn poll_transmit_packs_into_the_callers_buffer_and_skips_acked_segments() {
+    let now = Instant::now();
+    let mut a = KcpSession::new(1, &cfg(), now);
+    // mss = 1400 - 24 = 1376: segments of 1376, 1376 and 248 bytes, one per packet.
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    assert_eq!(a.send(&data).unwrap(), 3000);
+    a.flush(now);
+    let mut buf = [0u8; 2048];
+    let n = a.poll_transmit(&mut buf).expect("first packet");
+    assert_eq!(n, HEADER_LEN + 1376);
+    let (hdr, body) = SegmentHeader::parse(&buf[..n]).unwrap();
+    assert_eq!((hdr.cmd, hdr.sn, hdr.len), (Command::Push, 0, 1376));
+    assert_eq!(body, &data[..1376]);
+    // Segment 1 is acknowledged before it left: it is not sent.
+    a.handle_input(&ack(1), now).unwrap();
+    let n = a.poll_transmit(&mut buf).expect("last packet");
+    let (hdr, body) = SegmentHeader::parse(&buf[..n]).unwrap();
+    assert_eq!((hdr.sn, body), (2, &data[2752..]));
+    assert_eq!(a.poll_transmit(&mut buf), None);
+    assert_eq!(a.stats().packets_sent, 2);
+
+    // The receiver lends its segments in order; a failing reader stops after its chunk.
+    let mut b = KcpSession::new(1, &cfg(), now);
+    let mut c = KcpSession::new(1, &cfg(), now);
+    c.send(&data).unwrap();
+    c.flush(now);
+    while let Some(n) = c.poll_transmit(&mut buf) {
+        b.handle_input(&buf[..n], now).unwrap();
+    }
+    let mut got = Vec::new();
+    let r = b.recv_with(|chunk| {
+        got.extend_from_slice(chunk);
+        if got.len() > 2000 {
+            Err("enough")
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!((r, got.len()), (Err("enough"), 2752));
+    let r = b.recv_with(|chunk| {
+        got.extend_from_slice(chunk);
+        Ok::<(), ()>(())
+    });
+    assert_eq!(r, Ok(248));
+    assert_eq!(got, data);
+    assert_eq!(b.recv_with(|_| Ok::<(), ()>(())), Ok(0));
+}
+
+#[test]
+fn a_segment_larger_than_the_buffer_is_skipped_not_stuck() {
+    let now = Instant::now();
+    let mut a = KcpSession::new(1, &cfg(), now);
+    a.send(&[1u8; 1000]).unwrap();
+    a.flush(now);
+    // Too small for the segment: it is dropped (and resent after its RTO) so the queue
+    // behind it does not stall.
+    assert_eq!(a.poll_transmit(&mut [0u8; 100]), None);
+    assert_eq!(a.poll_transmit(&mut [0u8; 2048]), None);
+    a.handle_timeout(now + Duration::from_secs(1));
+    assert_eq!(a.poll_transmit(&mut [0u8; 2048]), Some(HEADER_LEN + 1000));
+}
+
 /// Two sessions over an in-memory link in virtual time.
 struct Pair {
     a: KcpSession,
@@ -114,8 +194,10 @@ impl Pair {
     fn transmit(&mut self) {
         for to_b in [true, false] {
             let k = if to_b { &mut self.a } else { &mut self.b };
-            while let Some(p) = k.poll_transmit() {
-                assert!(p.len() <= 1400);
+            let mut buf = [0u8; 2048];
+            while let Some(n) = k.poll_transmit(&mut buf) {
+                assert!(n <= 1400);
+                let p = buf[..n].to_vec();
                 self.sent += 1;
                 if !(self.drop)(self.now, self.sent) {
                     self.wire.push_back((self.now + self.delay, to_b, p));
@@ -230,8 +312,9 @@ fn send_capacity_is_bounded() {
     assert_eq!(k.stats().in_flight, 128);
     assert_eq!(k.send_capacity(), 0);
     let mut packets = 0;
-    while let Some(pk) = k.poll_transmit() {
-        assert!(pk.len() <= 1400);
+    let mut buf = [0u8; 2048];
+    while let Some(n) = k.poll_transmit(&mut buf) {
+        assert!(n <= 1400);
         packets += 1;
     }
     assert_eq!(packets, 128);
@@ -381,7 +464,7 @@ proptest! {
             let t = now + Duration::from_millis(i as u64 * 7);
             let _ = k.handle_input(p, t);
             k.handle_timeout(t);
-            while k.poll_transmit().is_some() {}
+            while k.poll_transmit(&mut [0u8; 2048]).is_some() {}
             let mut buf = [0u8; 300];
             k.recv(&mut buf);
         }
@@ -398,8 +481,9 @@ proptest! {
             let t = now + Duration::from_millis(i as u64 * 13);
             prop_assert!(k.handle_input(&segs.concat(), t).is_ok());
             k.flush(t);
-            while let Some(p) = k.poll_transmit() {
-                prop_assert!(p.len() <= 1400);
+            let mut out = [0u8; 2048];
+            while let Some(n) = k.poll_transmit(&mut out) {
+                prop_assert!(n <= 1400);
             }
             let mut buf = [0u8; 1000];
             while k.recv(&mut buf) > 0 {}

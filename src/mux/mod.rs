@@ -45,17 +45,20 @@
 //! served round-robin, at most [`CHUNK`] bytes per turn, so a bulk stream cannot starve the
 //! others. A stream's FIN follows its last DATA.
 
+mod arena;
 pub mod frame;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use arena::Arena;
 pub use frame::{Frame, FrameError, MAX_OPEN_PAYLOAD};
 pub use stream::INITIAL_WINDOW;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use stream::Stream;
 
 /// A stream id: odd when the client opened it, even when the server did.
@@ -107,8 +110,9 @@ pub enum MuxEvent {
     Data {
         /// Stream id.
         id: StreamId,
-        /// The bytes.
-        data: Vec<u8>,
+        /// The bytes: a piece of the session's receive arena (no allocation of its own),
+        /// which holds its block until dropped, so drop it once copied or written out.
+        data: Bytes,
     },
     /// The peer will send no more data on the stream.
     Finished {
@@ -267,6 +271,8 @@ pub struct Mux {
     active: VecDeque<StreamId>,
     events: VecDeque<MuxEvent>,
     rx: Vec<u8>,
+    /// Where received DATA payloads are copied to be handed out.
+    arena: Arena,
     session_outstanding: u64,
     /// Receiver side: bytes handed out in [`MuxEvent::Data`] and not yet consumed, over all
     /// live streams (bounded by `session_window`).

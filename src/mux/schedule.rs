@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::Buf;
+
 use super::frame::{Frame, HEADER_LEN};
 use super::{Control, Mux, MuxEvent, StreamId, Turn, CHUNK};
 
@@ -127,8 +129,14 @@ impl Mux {
                 return Turn::Full;
             }
             let n = s.send_buf.len().min(credit).min(session_credit).min(room);
-            let data = s.send_buf.split_to(n);
-            Frame::Data { id, data: &data }.encode(out);
+            // Encoded from the buffer, then dropped from its front: no split (which would
+            // share the buffer and make the next write allocate a new one).
+            Frame::Data {
+                id,
+                data: &s.send_buf[..n],
+            }
+            .encode(out);
+            s.send_buf.advance(n);
             s.sent = s.sent.wrapping_add(n as u32);
             self.session_outstanding += n as u64;
             self.stats.frames_sent += 1;

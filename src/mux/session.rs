@@ -32,6 +32,7 @@ impl Mux {
             active: VecDeque::new(),
             events: VecDeque::new(),
             rx: Vec::new(),
+            arena: super::Arena::default(),
             session_outstanding: 0,
             session_unconsumed: 0,
             pending_rsts: 0,
@@ -142,14 +143,11 @@ impl Mux {
         if s.consumed - s.advertised >= quarter {
             self.queue_window(id);
         } else if self.unadvertised >= u64::from(self.cfg.session_window / 4).max(1) {
-            let due: Vec<StreamId> = self
-                .streams
-                .iter()
-                .filter(|(_, s)| s.consumed > s.advertised)
-                .map(|(&id, _)| id)
-                .collect();
-            for id in due {
-                self.queue_window(id);
+            for (&id, s) in self.streams.iter_mut() {
+                if s.consumed > s.advertised && !s.window_pending {
+                    s.window_pending = true;
+                    self.control.push_back(Control::Window(id));
+                }
             }
         }
     }
@@ -291,10 +289,8 @@ impl Mux {
                 } else if self.session_unconsumed > u64::from(self.cfg.session_window) {
                     self.exceeded(id, Bound::SessionWindow);
                 } else if !data.is_empty() {
-                    self.events.push_back(MuxEvent::Data {
-                        id,
-                        data: data.to_vec(),
-                    });
+                    let data = self.arena.copy(data);
+                    self.events.push_back(MuxEvent::Data { id, data });
                 }
             }
             Frame::Fin { id } => {
