@@ -198,7 +198,10 @@ fn status_and_metrics_show_counters_moving_during_a_transfer() {
             .map(|r| r["received"].as_u64().expect("received"))
             .sum()
     };
-    assert!(rings(&s2) > rings(&s1), "capture counters did not move: {s1} {s2}");
+    assert!(
+        rings(&s2) > rings(&s1),
+        "capture counters did not move: {s1} {s2}"
+    );
     assert!(metric(&m2, "rawtun_capture_received_total") > 0);
     assert!(
         text(&human).contains(&format!("backend {}", common::backend())),

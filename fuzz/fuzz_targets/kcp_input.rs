@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = start;
     let mut kcp = KcpSession::new(7, &KcpConfig::default(), now);
     let mut out = vec![0u8; 4096];
+    let mut tx = vec![0u8; 65536];
     let mut rest = data;
     while rest.len() >= 2 {
         let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % 2048;
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         }
         now += Duration::from_millis(u64::from(packet.len() as u8));
         kcp.handle_timeout(now);
-        while kcp.poll_transmit().is_some() {}
+        while kcp.poll_transmit(&mut tx).is_some() {}
         while kcp.recv(&mut out) > 0 {}
         let _ = kcp.poll_timeout();
     }
