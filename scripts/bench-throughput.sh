@@ -2,7 +2,8 @@
 # bench-throughput.sh — single-stream iperf3 throughput, both directions, over three paths
 # in the same run on the same two-namespace topology:
 #   direct   kernel TCP over the veth
-#   rawtun   through a rawtun TCP forward (fake TCP, KCP, AEAD)
+#   rawtun   through a rawtun TCP forward (fake TCP, KCP, AEAD), once per packet backend
+#            (BACKENDS, default "afpacket pcap")
 #   kcptun   through kcptun (UDP, crypt aes, mode fast3), if installed
 # Prints a Markdown table (Mbit/s received). Needs root. Options:
 #   --time SECONDS   length of each iperf3 run (default 10)
@@ -69,14 +70,17 @@ row() {
 echo "direct path..." >&2
 row "direct (kernel TCP over veth)" "$SERVER_IP" 5201
 
-echo "rawtun..." >&2
 KEY=$("$BIN" secret 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-write_configs "$KEY" "127.0.0.1:15201 127.0.0.1:5201"
-if start_daemons "$BIN" 15201; then
-    row "rawtun (forward)" 127.0.0.1 15201
-else
-    rows+=("| rawtun (forward) | fail | fail |")
-fi
+for backend in ${BACKENDS:-afpacket pcap}; do
+    echo "rawtun ($backend)..." >&2
+    RAWTUN_BACKEND=$backend write_configs "$KEY" "127.0.0.1:15201 127.0.0.1:5201"
+    if start_daemons "$BIN" 15201; then
+        row "rawtun (forward, $backend)" 127.0.0.1 15201
+        stop_daemons
+    else
+        rows+=("| rawtun (forward, $backend) | fail | fail |")
+    fi
+done
 
 if command -v kcptun-server >/dev/null 2>&1 && command -v kcptun-client >/dev/null 2>&1; then
     echo "kcptun..." >&2

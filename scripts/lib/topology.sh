@@ -117,7 +117,8 @@ firewall_up() {
 
 # write_configs KEY FORWARD_LINES: server.yaml and client.yaml in $WORK. FORWARD_LINES is
 # a list of "LISTEN TARGET [PROTOCOL]" lines for the client's forwards (PROTOCOL: tcp,
-# the default, or udp).
+# the default, or udp). RAWTUN_BACKEND (afpacket, the default, or pcap) picks the packet
+# backend of both daemons.
 write_configs() {
     local key=$1
     shift
@@ -128,6 +129,7 @@ log:
 listen:
   addr: ":$PORT"
 network:
+  backend: ${RAWTUN_BACKEND:-afpacket}
   interface: "$SERVER_IF"
   ipv4:
     addr: "$SERVER_IP:$PORT"
@@ -157,6 +159,7 @@ YAML
             echo "    protocol: ${protocol:-tcp}"
         done
         echo "network:"
+        echo "  backend: ${RAWTUN_BACKEND:-afpacket}"
         echo "  interface: \"$CLIENT_IF\""
         echo "  ipv4:"
         echo "    addr: \"$CLIENT_IP:0\""
@@ -173,6 +176,16 @@ stats_or_exit() {
 
 # start_daemons BIN CLIENT_PORTS...: server then client, each with --stats-file; waits for
 # the server's first stats file and for every client port to listen.
+# stop_daemons: SIGTERM to the two daemons start_daemons started last; waits for them.
+stop_daemons() {
+    local pid
+    for pid in "${TOPO_PIDS[@]: -2}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    wait_until 10 all_gone "${TOPO_PIDS[@]: -2}" || kill -KILL "${TOPO_PIDS[@]: -2}" 2>/dev/null || true
+    rm -f "$WORK/server-stats.json" "$WORK/client-stats.json"
+}
+
 start_daemons() {
     local bin=$1 p ns
     shift
