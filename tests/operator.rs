@@ -1,6 +1,7 @@
 //! Operator commands against live daemons in network namespaces (root only): `rawtun ping`
 //! (RTT and loss; "wrong key" told apart from "no answer"), `rawtun status` and the
-//! Prometheus endpoint (counters move during a transfer), SIGHUP reload.
+//! Prometheus endpoint (counters move during a transfer and stay when a session ends),
+//! SIGHUP reload.
 
 mod common;
 
@@ -132,7 +133,7 @@ fn status_json(t: &Topology) -> serde_json::Value {
 fn status_and_metrics_show_counters_moving_during_a_transfer() {
     common::require_root();
     let _s = serial();
-    let t = start(&format!("metrics:\n  listen: \"{METRICS}\"\n"));
+    let mut t = start(&format!("metrics:\n  listen: \"{METRICS}\"\n"));
     let sink = t
         .server
         .run(|| TcpListener::bind("127.0.0.1:9001").expect("bind sink"));
@@ -209,6 +210,80 @@ fn status_and_metrics_show_counters_moving_during_a_transfer() {
         text(&human)
     );
     assert!(sender.join().expect("sender") == receiver.join().expect("receiver"));
+
+    // Counters only go up when a session ends (issue 11). The client's: the server stops
+    // (its close notice ends the client's session) and the client keeps running.
+    let (m3, c3) = (scrape(&t), t.stats(Side::Client));
+    assert!(t.stop(Side::Server).success());
+    assert!(
+        wait_for(Duration::from_secs(10), || t
+            .counter(Side::Client, "sessions_active")
+            == 0),
+        "the client did not see its session end"
+    );
+    counters_kept(&c3, &t.stats(Side::Client), "client stats file");
+    prometheus_counters_kept(&m3, &scrape(&t));
+    // The server's: it is back, the client reconnects, then the client stops.
+    t.start_server();
+    let both_up = || {
+        t.counter(Side::Client, "sessions_active") == 1
+            && t.counter(Side::Server, "sessions_active") == 1
+    };
+    assert!(wait_for(Duration::from_secs(30), both_up), "no new session");
+    let s4 = t.stats(Side::Server);
+    assert!(t.stop(Side::Client).success());
+    assert!(
+        wait_for(Duration::from_secs(10), || t
+            .counter(Side::Server, "sessions_active")
+            == 0),
+        "the server did not see the session end"
+    );
+    counters_kept(&s4, &t.stats(Side::Server), "server stats file");
+}
+
+/// Every counter of a stats file (every number but the gauges) is no lower in `after`.
+fn counters_kept(before: &serde_json::Value, after: &serde_json::Value, what: &str) {
+    let gauges = rawtun::daemon::Snapshot::GAUGES;
+    let mut moved = 0;
+    for (key, b) in before.as_object().expect("a stats object") {
+        let Some(b) = b.as_u64().filter(|_| !gauges.contains(&key.as_str())) else {
+            continue;
+        };
+        let a = after[key].as_u64();
+        assert!(
+            a.is_some_and(|a| a >= b),
+            "{what}: {key} went from {b} to {a:?}\nbefore: {before}\nafter: {after}"
+        );
+        moved += usize::from(b > 0);
+    }
+    assert!(
+        moved >= 5,
+        "{what}: only {moved} counters above zero: {before}"
+    );
+}
+
+/// Every `*_total` series of `before` is in `after` and no lower, but the per-session
+/// ones (their session is gone).
+fn prometheus_counters_kept(before: &str, after: &str) {
+    let series = |body: &str| -> std::collections::HashMap<String, u64> {
+        body.lines()
+            .filter(|l| l.starts_with("rawtun_") && !l.starts_with("rawtun_session_"))
+            .filter_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                let name = key.split('{').next()?;
+                Some((key.to_string(), value.parse().ok()?)).filter(|_| name.ends_with("_total"))
+            })
+            .collect()
+    };
+    let (b, a) = (series(before), series(after));
+    assert!(b.len() >= 10, "{before}");
+    for (key, v) in &b {
+        let now = a.get(key);
+        assert!(
+            now.is_some_and(|n| n >= v),
+            "{key} went from {v} to {now:?}\n{after}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::sim::*;
-use rawtun::endpoint::{ConnEvent, DatagramError, ListenerEvent, Phase};
+use rawtun::daemon::Snapshot;
+use rawtun::endpoint::{ConnEvent, ConnTotals, Connection, DatagramError, ListenerEvent, Phase};
 use rawtun::io::mem::LinkModel;
 use rawtun::mux::{MuxEvent, StreamId};
 
@@ -378,4 +379,160 @@ fn datagrams_skip_the_stream_queue_and_are_never_retransmitted() {
         kcp.retransmits + kcp.fast_retransmits > 0,
         "the stream did see the loss"
     );
+}
+
+/// The snapshot a packet worker publishes for these sessions (the daemon's own code):
+/// the ended ones' counters plus the live ones', as JSON.
+fn published<'a>(
+    ended: &ConnTotals,
+    live: impl IntoIterator<Item = &'a Connection>,
+) -> serde_json::Value {
+    let mut s = Snapshot::default();
+    s.add_sessions(ended, live);
+    serde_json::to_value(s).expect("snapshot JSON")
+}
+
+/// The server worker's snapshot of `sim`'s listener.
+fn server_published(sim: &Sim) -> serde_json::Value {
+    published(
+        sim.server.retired(),
+        sim.server.connections().map(|(_, c)| c),
+    )
+}
+
+/// Every counter of `before` (every numeric field, nested ones too, but the gauges) is
+/// still there in `after` and no lower. Returns how many were above zero before.
+fn no_counter_went_down(before: &serde_json::Value, after: &serde_json::Value, who: &str) -> usize {
+    let mut moved = 0;
+    for (key, b) in before.as_object().expect("object") {
+        if Snapshot::GAUGES.contains(&key.as_str()) {
+            continue;
+        }
+        if b.is_object() {
+            moved += no_counter_went_down(b, &after[key], who);
+            continue;
+        }
+        let (b, a) = (b.as_u64().expect("a number"), after[key].as_u64());
+        assert!(
+            a.is_some_and(|a| a >= b),
+            "{who}: {key} went from {b} to {a:?}\nbefore: {before}\nafter: {after}"
+        );
+        moved += usize::from(b > 0);
+    }
+    moved
+}
+
+/// A lossy, duplicating link and short key phases, so retransmissions, replays and key
+/// updates happen as well as handshakes, packets and bytes.
+fn busy_sim() -> Sim {
+    let now = std::time::Instant::now();
+    let mut cfg = conn_cfg(now);
+    cfg.rekey_packets = 200;
+    let ids: std::sync::Arc<[_]> = vec![shared("k").server_identity()].into();
+    let client = std::sync::Arc::new(shared("k").client_identity());
+    let model = LinkModel {
+        loss: 0.03,
+        duplicate: 0.02,
+        reorder: 0.02,
+        ..clean_link(20, 21)
+    };
+    let mut sim = Sim::with(model, cfg, client, ids, now);
+    sim.transfer(1 << 20);
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    for i in 0..20u8 {
+        let _ = sim.client.send_datagram(vec![i; 100]);
+        if let Some(c) = sim.server.connection_mut(&client_addr()) {
+            let _ = c.send_datagram(vec![i; 100]);
+        }
+        sim.run_for(Duration::from_millis(5), &mut cev, &mut sev);
+    }
+    sim.run_for(Duration::from_secs(1), &mut cev, &mut sev);
+    sim
+}
+
+/// Counters that only go up (issue 11): a session moves traffic through loss, then ends;
+/// every counter the server's and the client's workers publish is at least what it was
+/// while the session was live. The client worker then opens a new connection, as it does.
+#[test]
+fn an_ended_session_keeps_every_counter_on_both_sides() {
+    let mut sim = busy_sim();
+    let mut client_ended = ConnTotals::default();
+    let client_before = published(&client_ended, [&sim.client]);
+    let server_before = server_published(&sim);
+    let c = sim.client.stats();
+    assert!(
+        c.retransmits + c.fast_retransmits > 0,
+        "no loss seen: {c:?}"
+    );
+    assert!(c.key_updates > 0 && c.datagrams_out > 0, "{c:?}");
+
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    sim.client
+        .close_with_notice(rawtun::endpoint::CloseNotice::Shutdown, sim.now);
+    sim.run_for(Duration::from_secs(2), &mut cev, &mut sev);
+    assert!(sim.client.is_closed());
+    assert_eq!(
+        sim.server.connections().count(),
+        0,
+        "the server kept the flow"
+    );
+    // What the client worker does with a closed session: keep its counters, reconnect.
+    client_ended.retire(&sim.client);
+    let other = "198.18.0.1:40002".parse().expect("addr");
+    sim.client = Connection::client(
+        sim.cfg(),
+        std::sync::Arc::new(shared("k").client_identity()),
+        client_flow(other),
+        seed(43),
+        sim.now,
+    )
+    .expect("reconnect");
+    sim.run_for(Duration::from_millis(100), &mut cev, &mut sev);
+
+    let server_after = server_published(&sim);
+    let moved = no_counter_went_down(&server_before, &server_after, "server");
+    assert!(
+        moved >= 8,
+        "only {moved} server counters moved: {server_before}"
+    );
+    let client_after = published(&client_ended, [&sim.client]);
+    let moved = no_counter_went_down(&client_before, &client_after, "client");
+    assert!(
+        moved >= 10,
+        "only {moved} client counters moved: {client_before}"
+    );
+}
+
+/// The client restarts on the same address and port (a fixed `client port`): the server
+/// switches the flow to the newer session, and the old session's counters (replays, key
+/// phases, retransmissions) stay in the connection's.
+#[test]
+fn a_session_replaced_on_the_same_flow_keeps_its_counters() {
+    let mut sim = busy_sim();
+    let before = server_published(&sim);
+    let old = sim.server.connections().next().expect("flow").1.stats();
+    assert!(old.key_updates > 0, "{old:?}");
+    sim.client = Connection::client(
+        sim.cfg(),
+        std::sync::Arc::new(shared("k").client_identity()),
+        client_flow(client_addr()),
+        seed(44),
+        sim.now,
+    )
+    .expect("restarted client");
+    let (mut cev, mut sev) = (Vec::new(), Vec::new());
+    sim.establish(&mut cev, &mut sev);
+    sim.run_for(Duration::from_secs(1), &mut cev, &mut sev);
+    assert!(
+        sev.iter().any(|e| matches!(
+            e.event,
+            ConnEvent::SessionLost(rawtun::endpoint::CloseReason::PeerRestarted)
+        )),
+        "the server did not switch sessions: {sev:?}"
+    );
+    assert_eq!(sim.server.connections().count(), 1);
+    let after = server_published(&sim);
+    no_counter_went_down(&before, &after, "server");
+    let s = &sim.server.stats();
+    assert_eq!(s.flows_expired, 0, "same connection, new session");
 }

@@ -111,8 +111,8 @@ pub fn render_status(r: &Report) -> String {
     let _ = writeln!(
         s,
         "frames in/out {}/{}, bytes in/out {}/{}, handshakes {}, auth failures {}, replays {}, retransmits {}, RSTs ignored {}",
-        t.frames_in, t.frames_out, t.bytes_in, t.bytes_out, t.handshakes_ok, t.auth_failures,
-        t.replays, t.retransmits, t.rst_ignored
+        t.frames_in, t.frames_out, t.conn.bytes_in, t.conn.bytes_out, t.conn.handshakes_ok,
+        t.conn.auth_failures, t.conn.replays, t.retransmits(), t.conn.rst_ignored
     );
     if !r.backend.is_empty() {
         let per_ring = |f: fn(&super::stats::CaptureInfo) -> u64| {

@@ -10,110 +10,183 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::DropStats;
+use crate::endpoint::{ConnStats, ConnTotals, Connection, DropStats, Phase};
 use crate::proxy::udp::{UdpCounters, UdpSnapshot};
 use crate::proxy::{LimitCounters, LimitSnapshot};
 
-/// One worker's figures at one moment.
+/// One worker's figures at one moment, or every worker's added up. Each field is either a
+/// counter, which never goes down while the daemon runs (Prometheus `rawtun_*_total`), or
+/// one of the [`Snapshot::GAUGES`]. Sessions that end keep their counters: the server's listener and a
+/// client worker each fold them into a [`ConnTotals`], and [`Snapshot::add_sessions`] adds
+/// the live ones to that.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Gauge: established sessions.
     pub sessions_active: u64,
-    pub handshakes_ok: u64,
-    pub auth_failures: u64,
-    pub replays: u64,
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub rst_ignored: u64,
+    /// Gauge: open tunnel streams.
     pub streams_active: u64,
-    pub send_errors: u64,
+    /// Gauge: the largest smoothed RTT of the established sessions (the largest of the
+    /// workers' when added up).
     pub rtt_ms: u64,
-    pub retransmits: u64,
-    /// Datagram packets sent / received by the sessions.
-    pub datagrams_out: u64,
-    pub datagrams_in: u64,
-    /// Datagrams a session refused to queue (too large, queue full, no session).
-    pub datagrams_dropped: u64,
-    /// Datagrams that arrived for no open association.
-    pub datagrams_unroutable: u64,
-    /// Datagrams dropped because their association's task was behind.
-    pub datagrams_app_full: u64,
-    /// Probes sent (client) / resets sent (server).
-    #[serde(default)]
-    pub probes_out: u64,
-    #[serde(default)]
-    pub resets_sent: u64,
-    /// Key phases moved through by live sessions (rekeys).
-    #[serde(default)]
-    pub key_updates: u64,
-    /// Frames that failed to parse.
-    #[serde(default)]
-    pub parse_errors: u64,
-    /// Server: packets dropped without an answer, by reason.
-    #[serde(default)]
-    pub drops: DropStats,
-    /// Frames dropped because a worker's input channel (the capture thread) or the flow's
-    /// lane in the worker (the worker, see `daemon/fair.rs`) was full.
-    #[serde(default)]
-    pub queue_full: u64,
-    /// Deepest any worker's fairness lanes have been since start (inputs taken from its
-    /// channel and not yet handled; up to as many more may wait in the channel).
+    /// Gauge (high-water mark): deepest any worker's fairness lanes have been since start
+    /// (inputs taken from its channel and not yet handled; up to as many more may wait in
+    /// the channel).
     #[serde(default)]
     pub queue_peak: u64,
+    /// Counters of the sessions, live and ended: `handshakes_ok`, `auth_failures`,
+    /// `replays`, `packets_in`/`_out`, `bytes_in`/`_out`, `rst_ignored`, `datagrams_in`/
+    /// `_out`/`_dropped` (refused by a session), `probes_out` (client), `key_updates`,
+    /// `retransmits` and `fast_retransmits` (KCP). Flattened into the JSON object.
+    #[serde(flatten)]
+    pub conn: ConnStats,
+    /// Counter: frames the capture handed to the workers.
+    pub frames_in: u64,
+    /// Counter: frames handed to the backend: the sessions' `packets_out` plus the
+    /// server's `resets_sent`.
+    pub frames_out: u64,
+    /// Counter: frames the backend failed to send.
+    pub send_errors: u64,
+    /// Counter: datagrams that arrived for no open association.
+    pub datagrams_unroutable: u64,
+    /// Counter: datagrams dropped because their association's task was behind.
+    pub datagrams_app_full: u64,
+    /// Counter: resets sent (server) in answer to probes for sessions it does not have.
+    #[serde(default)]
+    pub resets_sent: u64,
+    /// Counter: frames that failed to parse.
+    #[serde(default)]
+    pub parse_errors: u64,
+    /// Counters (server): packets dropped without an answer, by reason.
+    #[serde(default)]
+    pub drops: DropStats,
+    /// Counter: frames dropped because a worker's input channel (the capture thread) or the
+    /// flow's lane in the worker (the worker, see `daemon/fair.rs`) was full.
+    #[serde(default)]
+    pub queue_full: u64,
 }
 
 impl Snapshot {
+    /// The figures of the stats file (its flat JSON object, a snapshot's fields included)
+    /// that are gauges: a level now, or a high-water mark. Every other figure is a counter.
+    pub const GAUGES: [&'static str; 5] = [
+        "sessions_active",
+        "streams_active",
+        "rtt_ms",
+        "queue_peak",
+        "udp_associations_active",
+    ];
+
     fn add(&mut self, o: &Snapshot) {
-        self.sessions_active += o.sessions_active;
-        self.handshakes_ok += o.handshakes_ok;
-        self.auth_failures += o.auth_failures;
-        self.replays += o.replays;
-        self.frames_in += o.frames_in;
-        self.frames_out += o.frames_out;
-        self.bytes_in += o.bytes_in;
-        self.bytes_out += o.bytes_out;
-        self.rst_ignored += o.rst_ignored;
-        self.streams_active += o.streams_active;
-        self.send_errors += o.send_errors;
-        self.rtt_ms = self.rtt_ms.max(o.rtt_ms);
-        self.retransmits += o.retransmits;
-        self.datagrams_out += o.datagrams_out;
-        self.datagrams_in += o.datagrams_in;
-        self.datagrams_dropped += o.datagrams_dropped;
-        self.datagrams_unroutable += o.datagrams_unroutable;
-        self.datagrams_app_full += o.datagrams_app_full;
-        self.probes_out += o.probes_out;
-        self.resets_sent += o.resets_sent;
-        self.key_updates += o.key_updates;
-        self.parse_errors += o.parse_errors;
-        self.drops += o.drops;
-        self.queue_full += o.queue_full;
-        self.queue_peak = self.queue_peak.max(o.queue_peak);
+        // Destructured, so a field added to the struct and not here fails to compile.
+        let Snapshot {
+            sessions_active,
+            streams_active,
+            rtt_ms,
+            queue_peak,
+            conn,
+            frames_in,
+            frames_out,
+            send_errors,
+            datagrams_unroutable,
+            datagrams_app_full,
+            resets_sent,
+            parse_errors,
+            drops,
+            queue_full,
+        } = *o;
+        self.sessions_active += sessions_active;
+        self.streams_active += streams_active;
+        self.rtt_ms = self.rtt_ms.max(rtt_ms);
+        self.queue_peak = self.queue_peak.max(queue_peak);
+        self.conn += conn;
+        self.frames_in += frames_in;
+        self.frames_out += frames_out;
+        self.send_errors += send_errors;
+        self.datagrams_unroutable += datagrams_unroutable;
+        self.datagrams_app_full += datagrams_app_full;
+        self.resets_sent += resets_sent;
+        self.parse_errors += parse_errors;
+        self.drops += drops;
+        self.queue_full += queue_full;
+    }
+
+    /// Adds the sessions of one worker: the counters of those that ended (`ended`) and of
+    /// each `live` one, and the gauges of the live ones. Returns one `SessionInfo` per live
+    /// connection. The server's and the client's workers both publish through this.
+    pub fn add_sessions<'a>(
+        &mut self,
+        ended: &ConnTotals,
+        live: impl IntoIterator<Item = &'a Connection>,
+    ) -> Vec<SessionInfo> {
+        self.conn += ended.retired();
+        let mut sessions = Vec::new();
+        for conn in live {
+            let c = conn.stats();
+            self.conn += c;
+            let k = conn.kcp_stats().unwrap_or_default();
+            if conn.phase() == Phase::Established {
+                self.sessions_active += 1;
+                self.rtt_ms = self.rtt_ms.max(u64::from(k.srtt_ms));
+            }
+            sessions.push(SessionInfo {
+                local: conn.addrs().local,
+                peer: conn.addrs().remote,
+                phase: format!("{:?}", conn.phase()).to_lowercase(),
+                rtt_ms: k.srtt_ms,
+                rto_ms: k.rto_ms,
+                retransmits: c.retransmits,
+                fast_retransmits: c.fast_retransmits,
+                in_flight: k.in_flight,
+                packets_in: c.packets_in,
+                packets_out: c.packets_out,
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+                streams: conn.stream_count(),
+                auth_failures: c.auth_failures,
+                client: conn.client_info().map(|i| i.name.to_string()),
+                key_updates: c.key_updates,
+            });
+        }
+        sessions
+    }
+
+    /// KCP retransmissions of both kinds.
+    pub fn retransmits(&self) -> u64 {
+        self.conn.retransmits + self.conn.fast_retransmits
     }
 }
 
-/// One session as `rawtun status` shows it.
+/// One session as `rawtun status` shows it. Its counters cover the connection's life (a
+/// session the server replaced on the same flow included); they start again from zero for
+/// a new connection, even from the same address.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub local: SocketAddr,
     pub peer: SocketAddr,
     pub phase: String,
+    /// Gauge: KCP's smoothed RTT.
     pub rtt_ms: u32,
+    /// Gauge: KCP's retransmission timeout.
     pub rto_ms: u32,
+    /// Counter: KCP retransmissions after a timeout.
     pub retransmits: u64,
+    /// Counter: KCP fast retransmissions.
     pub fast_retransmits: u64,
+    /// Gauge: segments sent and not yet acknowledged.
     pub in_flight: usize,
+    /// Counters: see [`ConnStats`].
     pub packets_in: u64,
     pub packets_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Gauge: open streams.
     pub streams: usize,
+    /// Counter: packets on the flow that no key opened.
     pub auth_failures: u64,
     /// Server: the configured name of the session's client (`shared` for the shared key).
     #[serde(default)]
     pub client: Option<String>,
-    /// Key phases moved through (rekeys), both directions.
+    /// Counter: key phases moved through (rekeys), both directions.
     #[serde(default)]
     pub key_updates: u64,
 }
@@ -358,19 +431,19 @@ impl Stats {
             "handshakes_total",
             "counter",
             "Completed handshakes.",
-            t.handshakes_ok,
+            t.conn.handshakes_ok,
         );
         metric(
             "auth_failures_total",
             "counter",
             "Packets that failed authentication.",
-            t.auth_failures,
+            t.conn.auth_failures,
         );
         metric(
             "replays_total",
             "counter",
             "Replayed packets dropped.",
-            t.replays,
+            t.conn.replays,
         );
         metric(
             "frames_in_total",
@@ -383,25 +456,25 @@ impl Stats {
             "bytes_in_total",
             "counter",
             "Tunnel payload bytes received.",
-            t.bytes_in,
+            t.conn.bytes_in,
         );
         metric(
             "bytes_out_total",
             "counter",
             "Tunnel frame bytes sent.",
-            t.bytes_out,
+            t.conn.bytes_out,
         );
         metric(
             "retransmits_total",
             "counter",
-            "KCP retransmissions.",
-            t.retransmits,
+            "KCP retransmissions (after a timeout, and fast).",
+            t.retransmits(),
         );
         metric(
             "rst_ignored_total",
             "counter",
             "TCP RSTs from the path ignored.",
-            t.rst_ignored,
+            t.conn.rst_ignored,
         );
         metric(
             "send_errors_total",
@@ -425,7 +498,7 @@ impl Stats {
             "probes_total",
             "counter",
             "Probes sent because nothing came back for a while.",
-            t.probes_out,
+            t.conn.probes_out,
         );
         metric(
             "resets_total",
@@ -438,13 +511,13 @@ impl Stats {
             "datagrams_out_total",
             "counter",
             "Datagram packets sent.",
-            t.datagrams_out,
+            t.conn.datagrams_out,
         );
         metric(
             "datagrams_in_total",
             "counter",
             "Datagram packets received.",
-            t.datagrams_in,
+            t.conn.datagrams_in,
         );
         metric(
             "udp_associations_active",
@@ -465,7 +538,7 @@ impl Stats {
                 ("malformed", u.dropped_malformed),
                 ("denied", u.dropped_denied),
                 ("limit", u.dropped_limit),
-                ("session_refused", t.datagrams_dropped),
+                ("session_refused", t.conn.datagrams_dropped),
                 ("unroutable", t.datagrams_unroutable),
                 ("task_behind", t.datagrams_app_full),
             ],
@@ -551,6 +624,106 @@ fn by_reason<'a>(
         let _ = writeln!(
             s,
             "rawtun_{name}{{role=\"{role}\",reason=\"{reason}\"}} {value}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot with every figure set (to `n`, or derived from it).
+    fn busy(n: u64) -> Snapshot {
+        // Every field of ConnStats, whatever it is called, through its JSON object.
+        let mut v = serde_json::to_value(ConnStats::default()).expect("JSON");
+        for x in v.as_object_mut().expect("object").values_mut() {
+            *x = n.into();
+        }
+        let conn: ConnStats = serde_json::from_value(v).expect("JSON");
+        Snapshot {
+            sessions_active: 1,
+            streams_active: 2,
+            rtt_ms: 10 * n,
+            queue_peak: 100 * n,
+            conn,
+            frames_in: n,
+            frames_out: n,
+            send_errors: n,
+            datagrams_unroutable: n,
+            datagrams_app_full: n,
+            resets_sent: n,
+            parse_errors: n,
+            drops: DropStats {
+                no_flow: n,
+                ..DropStats::default()
+            },
+            queue_full: n,
+        }
+    }
+
+    fn stats_with(snaps: &[Snapshot]) -> Arc<Stats> {
+        let stats = Stats::new("server", snaps.len());
+        for (i, s) in snaps.iter().enumerate() {
+            stats.publish(i, *s, Vec::new());
+        }
+        stats
+    }
+
+    #[test]
+    fn workers_add_up_counters_and_keep_the_level_of_gauges() {
+        let t = stats_with(&[busy(1), busy(2)]).total();
+        assert_eq!(t.conn.bytes_in, 3);
+        assert_eq!(t.conn.fast_retransmits, 3);
+        assert_eq!(t.retransmits(), 6);
+        assert_eq!(t.drops.no_flow, 3);
+        assert_eq!((t.sessions_active, t.streams_active), (2, 4));
+        assert_eq!((t.rtt_ms, t.queue_peak), (20, 200), "largest, not summed");
+    }
+
+    /// Every session counter reaches the stats file under its own name, beside the gauges.
+    #[test]
+    fn the_stats_file_has_every_session_counter_and_every_gauge() {
+        let json: serde_json::Value =
+            serde_json::from_str(&stats_with(&[busy(5)]).to_json()).expect("JSON");
+        let conn = serde_json::to_value(ConnStats::default()).expect("JSON");
+        for key in conn.as_object().expect("object").keys() {
+            assert_eq!(json[key], 5, "{key} missing or wrong in {json}");
+        }
+        for key in Snapshot::GAUGES {
+            assert!(json[key].is_u64(), "gauge {key} missing in {json}");
+        }
+        let back: Snapshot = serde_json::from_value(json).expect("a snapshot reads back");
+        assert_eq!(back.conn, busy(5).conn);
+    }
+
+    /// Prometheus: a family is a counter exactly when its name ends in `_total`, and the
+    /// gauges of the snapshot are exported as gauges.
+    #[test]
+    fn prometheus_counters_end_in_total_and_gauges_do_not() {
+        let text = stats_with(&[busy(3)]).to_prometheus();
+        let mut kinds = 0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == "counter",
+                "{name} is a {kind}"
+            );
+            kinds += 1;
+        }
+        assert!(kinds > 10, "{text}");
+        for gauge in ["sessions_active", "streams_active"] {
+            assert!(
+                text.contains(&format!("# TYPE rawtun_{gauge} gauge")),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("rawtun_retransmits_total{role=\"server\"} 6"),
+            "{text}"
         );
     }
 }

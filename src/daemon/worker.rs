@@ -13,9 +13,9 @@ use tokio::sync::{oneshot, Semaphore};
 use super::bridge::{self, Command, Control, Input, Slot, StreamKey, StreamPort};
 use super::fair::{FairQueue, Pushed};
 use super::server::ServerCtx;
-use super::stats::{SessionInfo, Snapshot, Stats};
+use super::stats::{Snapshot, Stats};
 use crate::endpoint::{
-    ConnConfig, ConnEvent, ConnStats, Connection, Listener, ListenerEvent, MAX_FRAME,
+    ConnConfig, ConnEvent, ConnTotals, Connection, Listener, ListenerEvent, MAX_FRAME,
 };
 use crate::faketcp::FlowAddrs;
 use crate::io::PacketTx;
@@ -90,7 +90,7 @@ struct ClientState {
     pending: VecDeque<PendingOpen>,
     rr: usize,
     /// Counters of sessions that have ended, so totals never go backwards.
-    closed: ConnStats,
+    retired: ConnTotals,
 }
 
 type PendingOpen = (
@@ -173,7 +173,7 @@ impl Worker {
                 slots,
                 pending: VecDeque::new(),
                 rr: 0,
-                closed: Default::default(),
+                retired: ConnTotals::default(),
             }),
         )
     }
@@ -622,7 +622,7 @@ impl Worker {
                             }
                             if conn.is_closed() {
                                 let local = conn.addrs().local;
-                                cs.closed += conn.stats();
+                                cs.retired.retire(conn);
                                 while let Some(event) = conn.poll_event() {
                                     self.events.push(ListenerEvent { peer: local, event });
                                 }
@@ -974,63 +974,18 @@ impl Worker {
             queue_full: self.lanes_full,
             ..Snapshot::default()
         };
-        let mut sessions = Vec::new();
-        let mut add = |conn: &Connection| {
-            let c = conn.stats();
-            let k = conn.kcp_stats().unwrap_or_default();
-            if conn.phase() == crate::endpoint::Phase::Established {
-                s.sessions_active += 1;
-                s.rtt_ms = s.rtt_ms.max(u64::from(k.srtt_ms));
-            }
-            s.retransmits += k.retransmits + k.fast_retransmits;
-            sessions.push(SessionInfo {
-                local: conn.addrs().local,
-                peer: conn.addrs().remote,
-                phase: format!("{:?}", conn.phase()).to_lowercase(),
-                rtt_ms: k.srtt_ms,
-                rto_ms: k.rto_ms,
-                retransmits: k.retransmits,
-                fast_retransmits: k.fast_retransmits,
-                in_flight: k.in_flight,
-                packets_in: c.packets_in,
-                packets_out: c.packets_out,
-                bytes_in: c.bytes_in,
-                bytes_out: c.bytes_out,
-                streams: conn.stream_count(),
-                auth_failures: c.auth_failures,
-                client: conn.client_info().map(|i| i.name.to_string()),
-                key_updates: c.key_updates,
-            });
-        };
-        let totals = match &self.role {
+        let sessions = match &self.role {
             Role::Server(l, _) => {
-                l.connections().for_each(|(_, c)| add(c));
                 let ls = l.stats();
                 s.drops = ls.drops;
                 s.resets_sent = ls.resets_sent;
-                l.totals()
+                s.add_sessions(l.retired(), l.connections().map(|(_, c)| c))
             }
             Role::Client(cs) => {
-                let mut t = cs.closed;
-                for conn in cs.slots.iter().filter_map(|s| s.conn.as_ref()) {
-                    add(conn);
-                    t += conn.stats();
-                }
-                t
+                s.add_sessions(&cs.retired, cs.slots.iter().filter_map(|s| s.conn.as_ref()))
             }
         };
-        s.handshakes_ok = totals.handshakes_ok;
-        s.auth_failures = totals.auth_failures;
-        s.replays = totals.replays;
-        s.frames_out = totals.packets_out;
-        s.bytes_in = totals.bytes_in;
-        s.bytes_out = totals.bytes_out;
-        s.rst_ignored = totals.rst_ignored;
-        s.datagrams_out = totals.datagrams_out;
-        s.datagrams_in = totals.datagrams_in;
-        s.datagrams_dropped = totals.datagrams_dropped;
-        s.probes_out = totals.probes_out;
-        s.key_updates = totals.key_updates;
+        s.frames_out = s.conn.packets_out + s.resets_sent;
         self.stats.publish(self.index, s, sessions);
     }
 }

@@ -248,12 +248,13 @@ impl Connection {
         &self.flow
     }
 
+    /// The connection's counters: its own, those of its session, and those of sessions it
+    /// replaced (a server switching to a client's newer handshake). None of them goes down.
     pub fn stats(&self) -> ConnStats {
         let mut s = self.stats;
-        s.rst_ignored = self.flow.stats().rst_ignored;
+        s.rst_ignored += self.flow.stats().rst_ignored;
         if let Some(session) = &self.session {
-            s.replays += session.opener.stats().replays;
-            s.key_updates += session.key_updates();
+            s += session.stats();
         }
         s
     }

@@ -18,7 +18,7 @@ use rand::{RngCore, SeedableRng};
 use super::connection::{ClientInfo, ConnConfig, ConnEvent, Connection, WallClock};
 use super::gate::{Gate, GateConfig, GateShared};
 use super::session::CloseNotice;
-use super::{CloseReason, ConnStats, DropStats};
+use super::{CloseReason, ConnStats, ConnTotals, DropStats};
 use crate::crypto::proof::{self, Probe, SHORT_MAX};
 use crate::crypto::{Binding, ServerIdentity};
 use crate::faketcp::{self, FlowAddrs};
@@ -30,17 +30,18 @@ const HALF_OPEN_LIFETIME: Duration = Duration::from_secs(30);
 /// Stateless replies (resets) waiting for [`Listener::poll_transmit`] at most.
 const OUTBOX: usize = 64;
 
-/// Counters of the listener itself (per-connection counters live in the connections).
+/// Counters of the listener itself (per-connection counters live in the connections, and
+/// those of dropped connections in [`Listener::retired`]). All of them only go up.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ListenerStats {
+    /// Connections created for openings that proved a key.
     pub flows_created: u64,
+    /// Connections dropped (closed, stale half-open, or evicted to make room).
     pub flows_expired: u64,
     /// Probes answered with a reset.
     pub resets_sent: u64,
     /// Packets dropped without an answer, by reason.
     pub drops: DropStats,
-    /// Counters of connections that have since been dropped.
-    pub closed: ConnStats,
 }
 
 /// An event of one of the listener's connections.
@@ -65,6 +66,8 @@ pub struct Listener {
     /// Events of connections dropped to make room.
     orphans: Vec<ListenerEvent>,
     stats: ListenerStats,
+    /// Counters of the connections dropped so far.
+    retired: ConnTotals,
 }
 
 impl Listener {
@@ -94,6 +97,7 @@ impl Listener {
             outbox: VecDeque::new(),
             orphans: Vec::new(),
             stats: ListenerStats::default(),
+            retired: ConnTotals::default(),
         }
     }
 
@@ -338,7 +342,7 @@ impl Listener {
             });
         }
         self.stats.flows_expired += 1;
-        self.stats.closed += conn.stats();
+        self.retired.retire(&conn);
     }
 
     /// A stateless reply to send (resets), written at the start of `buf`.
@@ -401,12 +405,14 @@ impl Listener {
         }
     }
 
-    /// Live connections plus the counters of closed ones, added up.
+    /// The counters of the connections dropped so far (add the live ones' to get totals
+    /// that never go down).
+    pub fn retired(&self) -> &ConnTotals {
+        &self.retired
+    }
+
+    /// Live connections plus the counters of dropped ones, added up.
     pub fn totals(&self) -> ConnStats {
-        let mut t = self.stats.closed;
-        for (c, _) in self.conns.values() {
-            t += c.stats();
-        }
-        t
+        self.retired.total(self.conns.values().map(|(c, _)| c))
     }
 }

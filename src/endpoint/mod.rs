@@ -41,4 +41,4 @@ pub use connection::{
 pub use gate::{Gate, GateConfig, GateShared, Opening};
 pub use listener::{Listener, ListenerEvent, ListenerStats};
 pub use session::CloseNotice;
-pub use stats::{ConnStats, DropStats};
+pub use stats::{ConnStats, ConnTotals, DropStats};

@@ -83,7 +83,10 @@ impl Connection {
                 break;
             };
             s.candidates.clear();
-            self.session = Some(c.session);
+            // The replaced session's counters stay with the connection.
+            if let Some(old) = self.session.replace(c.session) {
+                self.stats += old.stats();
+            }
             s.client = Some(c.client);
             s.confirmed = true;
             tracing::info!(peer = %self.flow.addrs().remote, "the client finished a newer handshake: switched to it");

@@ -18,7 +18,7 @@ use crate::crypto::{self, Opener, Sealer, SessionCrypto};
 use crate::kcp::KcpSession;
 use crate::mux::Mux;
 
-use super::ConnConfig;
+use super::{ConnConfig, ConnStats};
 
 /// Plaintext kind byte: the body is one KCP packet.
 pub(super) const KIND_KCP: u8 = 0x01;
@@ -75,6 +75,19 @@ impl Session {
     /// Key phases moved through, both directions.
     pub fn key_updates(&self) -> u64 {
         self.sealer.phase() + self.opener.phase()
+    }
+
+    /// The counters this session keeps itself (replays, key phases, KCP retransmissions);
+    /// the connection adds its own.
+    pub fn stats(&self) -> ConnStats {
+        let kcp = self.kcp.stats();
+        ConnStats {
+            replays: self.opener.stats().replays,
+            key_updates: self.key_updates(),
+            retransmits: kcp.retransmits,
+            fast_retransmits: kcp.fast_retransmits,
+            ..ConnStats::default()
+        }
     }
 
     /// Writes `kind` + `body` after the crypto header at `buf[at..]` and seals it in place.

@@ -1,50 +1,122 @@
-//! Counters of the endpoint layer: per connection ([`ConnStats`]) and per reason a server
-//! dropped a packet without answering ([`DropStats`]). Both add up with `+=`, so the daemon
-//! aggregates live and closed connections in one place.
+//! Counters of the endpoint layer: per connection ([`ConnStats`]), per set of connections
+//! that come and go ([`ConnTotals`]), and per reason a server dropped a packet without
+//! answering ([`DropStats`]). They add up with `+=`, so the server's [`super::Listener`] and
+//! the client's packet worker aggregate live and ended connections the same way.
 
 use std::ops::AddAssign;
 
 use serde::{Deserialize, Serialize};
 
-/// Counters of one connection.
+use super::Connection;
+
+/// Counters of one connection, or of several added up. Every field is a counter: it only
+/// goes up over a connection's life (a session the connection replaces is folded in, see
+/// [`Connection::stats`]), and a sum over connections only goes up as long as the ones that
+/// end are kept in a [`ConnTotals`]. Gauges (sessions, streams, RTT) are not here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConnStats {
+    /// Counter: handshakes completed (a server counts each msg1 it accepted, candidates too).
     pub handshakes_ok: u64,
-    /// Packets on this flow that no key opened (forged, corrupted, or another session's).
+    /// Counter: packets on this flow that no key opened (forged, corrupted, or another
+    /// session's).
     pub auth_failures: u64,
+    /// Counter: packets dropped by the replay window.
     pub replays: u64,
+    /// Counter: fake-TCP segments with a payload received on this flow.
     pub packets_in: u64,
+    /// Counter: frames sent on this flow (fake-TCP control segments, handshake messages,
+    /// probes, data, datagrams, close notices).
     pub packets_out: u64,
+    /// Counter: payload bytes of the segments received.
     pub bytes_in: u64,
+    /// Counter: bytes of the frames sent (headers included).
     pub bytes_out: u64,
+    /// Counter: TCP RSTs from the path that the flow ignored.
     pub rst_ignored: u64,
-    /// Datagrams sealed and sent.
+    /// Counter: datagrams sealed and sent.
     pub datagrams_out: u64,
-    /// Datagrams received (authenticated).
+    /// Counter: datagrams received (authenticated).
     pub datagrams_in: u64,
-    /// Datagrams refused by `Connection::send_datagram` (too large, queue full, no session).
+    /// Counter: datagrams refused by `Connection::send_datagram` (too large, queue full, no
+    /// session) or still queued when the session ended.
     pub datagrams_dropped: u64,
-    /// Probes sent (client) because nothing authenticated came back for a while.
+    /// Counter: probes sent (client) because nothing authenticated came back for a while.
     pub probes_out: u64,
-    /// Key phases the session moved through in each direction (rekeys).
+    /// Counter: key phases the sessions moved through in each direction (rekeys).
     pub key_updates: u64,
+    /// Counter: KCP retransmissions after a retransmission timeout.
+    pub retransmits: u64,
+    /// Counter: KCP fast retransmissions (after `resend` later ACKs).
+    pub fast_retransmits: u64,
 }
 
 impl AddAssign for ConnStats {
     fn add_assign(&mut self, o: ConnStats) {
-        self.handshakes_ok += o.handshakes_ok;
-        self.auth_failures += o.auth_failures;
-        self.replays += o.replays;
-        self.packets_in += o.packets_in;
-        self.packets_out += o.packets_out;
-        self.bytes_in += o.bytes_in;
-        self.bytes_out += o.bytes_out;
-        self.rst_ignored += o.rst_ignored;
-        self.datagrams_out += o.datagrams_out;
-        self.datagrams_in += o.datagrams_in;
-        self.datagrams_dropped += o.datagrams_dropped;
-        self.probes_out += o.probes_out;
-        self.key_updates += o.key_updates;
+        // Destructured, so a field added to the struct and not here fails to compile.
+        let ConnStats {
+            handshakes_ok,
+            auth_failures,
+            replays,
+            packets_in,
+            packets_out,
+            bytes_in,
+            bytes_out,
+            rst_ignored,
+            datagrams_out,
+            datagrams_in,
+            datagrams_dropped,
+            probes_out,
+            key_updates,
+            retransmits,
+            fast_retransmits,
+        } = o;
+        self.handshakes_ok += handshakes_ok;
+        self.auth_failures += auth_failures;
+        self.replays += replays;
+        self.packets_in += packets_in;
+        self.packets_out += packets_out;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.rst_ignored += rst_ignored;
+        self.datagrams_out += datagrams_out;
+        self.datagrams_in += datagrams_in;
+        self.datagrams_dropped += datagrams_dropped;
+        self.probes_out += probes_out;
+        self.key_updates += key_updates;
+        self.retransmits += retransmits;
+        self.fast_retransmits += fast_retransmits;
+    }
+}
+
+/// The counters of a set of connections that come and go: the server's flow table (kept by
+/// the [`super::Listener`]) or a client worker's sessions. A connection's counters are
+/// folded in by [`ConnTotals::retire`] when it is dropped, so [`ConnTotals::total`] over the
+/// live ones never goes down when a session ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnTotals {
+    retired: ConnStats,
+}
+
+impl ConnTotals {
+    /// Keeps the counters of `conn`, which is about to be dropped. Call it exactly once per
+    /// connection, on every path that drops one.
+    pub fn retire(&mut self, conn: &Connection) {
+        self.retired += conn.stats();
+    }
+
+    /// The counters of the connections retired so far.
+    pub fn retired(&self) -> ConnStats {
+        self.retired
+    }
+
+    /// The retired connections' counters plus those of `live`.
+    pub fn total<'a>(&self, live: impl IntoIterator<Item = &'a Connection>) -> ConnStats {
+        let mut t = self.retired;
+        for conn in live {
+            t += conn.stats();
+        }
+        t
     }
 }
 
