@@ -440,9 +440,9 @@ fn busy_sim() -> Sim {
     sim.transfer(1 << 20);
     let (mut cev, mut sev) = (Vec::new(), Vec::new());
     for i in 0..20u8 {
-        let _ = sim.client.send_datagram(vec![i; 100]);
+        let _ = sim.client.send_datagram(&[i; 100]);
         if let Some(c) = sim.server.connection_mut(&client_addr()) {
-            let _ = c.send_datagram(vec![i; 100]);
+            let _ = c.send_datagram(&[i; 100]);
         }
         sim.run_for(Duration::from_millis(5), &mut cev, &mut sev);
     }

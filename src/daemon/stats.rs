@@ -662,7 +662,7 @@ mod tests {
     }
 
     fn stats_with(snaps: &[Snapshot]) -> Arc<Stats> {
-        let stats = Stats::new("server", snaps.len());
+        let stats = Stats::new("server", snaps.len(), "afpacket", 1);
         for (i, s) in snaps.iter().enumerate() {
             stats.publish(i, *s, Vec::new());
         }
