@@ -245,6 +245,7 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>) -> anyhow::Result<(Plan, PacketHa
         Role::Client => workers.min(cfg.transport.conn as usize).max(1),
         Role::Server => workers,
     };
+    check_mtu(cfg, &interface, local_ip)?;
     let filter = match cfg.role {
         Role::Server => io::tunnel_filter(cfg.listen.map_or(0, |l| l.port()), None),
         Role::Client => io::tunnel_filter(0, cfg.server),
@@ -268,6 +269,32 @@ fn plan(cfg: &Config, peer_ip: Option<IpAddr>) -> anyhow::Result<(Plan, PacketHa
         },
         (rxs, txs),
     ))
+}
+
+/// Bytes an IP packet of the tunnel adds to a KCP packet of `transport.kcp.mtu`: the TCP
+/// header with its timestamp option (32), the crypto header and tag, the kind byte.
+fn tunnel_overhead(cfg: &Config, ip: IpAddr) -> usize {
+    let ip_header = if ip.to_canonical().is_ipv4() { 20 } else { 40 };
+    ip_header + 32 + crate::crypto::HEADER_LEN + cfg.transport.kcp.block.tag_len() + 1
+}
+
+/// Refuses a `transport.kcp.mtu` whose packets would not fit the interface: the kernel
+/// refuses to send them (EMSGSIZE), so handshakes would work and every full data packet
+/// fail. Links below 1500 bytes (WireGuard 1420, PPPoE 1492, tunnels) need a smaller mtu.
+fn check_mtu(cfg: &Config, interface: &str, local_ip: IpAddr) -> anyhow::Result<()> {
+    let Ok(link_mtu) = crate::sys::interface_mtu(interface) else {
+        return Ok(()); // detection already named the interface; nothing to compare with
+    };
+    let overhead = tunnel_overhead(cfg, local_ip);
+    let mtu = usize::from(cfg.transport.kcp.mtu);
+    if mtu + overhead > link_mtu as usize {
+        bail!(
+            "transport.kcp.mtu {mtu} makes IP packets of {} bytes, more than the MTU of              {interface} ({link_mtu}): set transport.kcp.mtu to {} or less (on both ends)",
+            mtu + overhead,
+            (link_mtu as usize).saturating_sub(overhead)
+        );
+    }
+    Ok(())
 }
 
 /// Opens the configured packet backend: capture handles and `senders` transmit handles.
@@ -471,7 +498,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // Capture readers: each hands frames to the worker that owns their flow. They never
     // block on a full worker queue: the frame is dropped and counted for that worker.
     let mut readers = Vec::new();
+    // Longest frame a reader takes: the interface MTU and a link header (a longer one is
+    // counted as oversize: GRO/LRO merged it, see TROUBLESHOOTING.md).
+    let capture_len = crate::sys::interface_mtu(&plan.interface)
+        .map_or(CAPTURE_BUF, |m| m as usize + 64)
+        .max(1600);
+    // A capture that fails for good (the interface was deleted) ends the daemon with an
+    // error, so a supervisor restarts it, instead of leaving its flows unserved.
+    let fatal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     for (ring, mut rx) in rxs.into_iter().enumerate() {
+        let fatal = fatal.clone();
         let senders = senders.clone();
         let shutdown = shutdown.clone();
         let is_server = cfg.role == Role::Server;
@@ -481,7 +517,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             std::thread::Builder::new()
                 .name(format!("rawtun-capture-{ring}"))
                 .spawn(move || {
-                    let mut buf = vec![0u8; CAPTURE_BUF];
+                    let mut buf = vec![0u8; capture_len];
                     let mut since_publish = 0u32;
                     while !shutdown.load(Ordering::Relaxed) {
                         let n = match rx.recv(&mut buf) {
@@ -491,7 +527,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                                 continue;
                             }
                             Err(e) => {
-                                tracing::error!(error = %e, "capture failed");
+                                tracing::error!(error = %e, ring, "capture failed; stopping");
+                                *fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(format!("capture ring {ring} failed: {e}"));
+                                crate::sys::terminate_self();
                                 break;
                             }
                         };
@@ -578,6 +617,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!(stats = %stats.to_json(), "final counters");
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(why) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bail!(why);
+    }
     result
 }
 

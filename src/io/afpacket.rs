@@ -20,7 +20,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::{IoError, LinkType, PacketRx, PacketTx, RxStats};
@@ -149,6 +149,9 @@ pub struct AfPacketRx {
     offset: usize,
     stats: RxStats,
     since_refresh: u32,
+    /// The interface's index, and whether the kernel reported it down (ENETDOWN).
+    ifindex: i32,
+    down: std::cell::Cell<bool>,
 }
 
 // SAFETY: the mapping is owned by this value alone (created in `open_ring`, unmapped in
@@ -170,7 +173,7 @@ pub fn open_afpacket(opts: &AfPacketOptions) -> Result<AfPacket, IoError> {
     let ifindex = ifindex(interface).map_err(open_err)?;
     let probe = packet_socket(0).map_err(open_err)?;
     let link = link_type(&probe, interface)?;
-    let program = compile_filter(interface, &opts.filter, link)?;
+    let program = inbound_only(compile_filter(interface, &opts.filter, link)?);
     let mut rx: Vec<AfPacketRx> = Vec::with_capacity(opts.rings);
     // The first ring creates the fanout group (the kernel picks an unused id, so two
     // daemons in one namespace never share a group); the others join it.
@@ -218,6 +221,13 @@ fn ifindex(interface: &str) -> io::Result<i32> {
     i32::try_from(index).map_err(|_| io::Error::other("interface index out of range"))
 }
 
+/// Whether an interface with this index exists (in the caller's network namespace).
+fn interface_exists(ifindex: i32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname(3) may write.
+    !unsafe { libc::if_indextoname(ifindex as libc::c_uint, name.as_mut_ptr()) }.is_null()
+}
+
 /// Ethernet for `ARPHRD_ETHER`; raw IP for devices without a link-layer header.
 ///
 /// Asked of the kernel (SIOCGIFHWADDR on `fd`) rather than read from /sys, which shows the
@@ -244,15 +254,32 @@ fn link_type(fd: &OwnedFd, interface: &str) -> Result<LinkType, IoError> {
     let kind = unsafe { req.ifr_ifru.ifru_hwaddr.sa_family };
     match kind {
         ARPHRD_ETHER => Ok(LinkType::Ethernet),
-        // PPP, raw IP, IP-in-IP / IPv6 tunnels, SIT, GRE, IPv6 GRE, and "none" (tun,
-        // WireGuard): a packet socket reads and writes bare IP packets on them.
-        512 | 519 | 768 | 769 | 776 | 778 | 823 | 65534 => Ok(LinkType::RawIp),
+        // PPP, raw IP, IP-in-IP / IPv6 tunnels, SIT, and "none" (tun, WireGuard): a
+        // packet socket reads and writes bare IP packets on them. (GRE devices are left
+        // out: without a fixed remote they carry the outer header on packet sockets.)
+        512 | 519 | 768 | 769 | 776 | 65534 => Ok(LinkType::RawIp),
         other => Err(IoError::UnsupportedLink {
             interface: interface.to_owned(),
             dlt: i32::from(other),
             dlt_name: format!("ARPHRD {other}"),
         }),
     }
+}
+
+/// `program` behind a check that refuses outgoing frames (the packet type, a kernel
+/// ancillary load), so no kernel needs PACKET_IGNORE_OUTGOING or the fanout group's flag
+/// for rawtun never to read back what it sent.
+fn inbound_only(program: Vec<libc::sock_filter>) -> Vec<libc::sock_filter> {
+    const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+    const PACKET_OUTGOING: u32 = 4;
+    let insn = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let mut out = vec![
+        insn(0x30, 0, 0, SKF_AD_PKTTYPE),  // ldb [pkttype]
+        insn(0x15, 0, 1, PACKET_OUTGOING), // jeq #outgoing, next, skip one
+        insn(0x06, 0, 0, 0),               // ret #0 (drop)
+    ];
+    out.extend(program);
+    out
 }
 
 /// The filter compiled by libpcap for the link type, as kernel socket-filter instructions.
@@ -411,6 +438,8 @@ fn open_ring(
         offset: 0,
         stats: RxStats::default(),
         since_refresh: 0,
+        ifindex,
+        down: std::cell::Cell::new(false),
     };
     let sa = sockaddr(ifindex, ETH_P_ALL);
     // SAFETY: `sa` is a valid sockaddr_ll of the size passed.
@@ -432,12 +461,23 @@ impl AfPacketRx {
     /// The group hashes flows (so a flow stays on one ring) and skips outgoing frames (a
     /// member's own PACKET_IGNORE_OUTGOING does not apply to the group's hook).
     fn join_fanout(&self, group: Option<u16>) -> io::Result<u16> {
-        let kind = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
-        let arg = match group {
+        let arg = |kind: u32| match group {
             Some(id) => u32::from(id) | (kind << 16),
             None => (kind | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         };
-        setsockopt(&self.fd, SOL_PACKET, PACKET_FANOUT, &arg)?;
+        let kind = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        if let Err(e) = setsockopt(&self.fd, SOL_PACKET, PACKET_FANOUT, &arg(kind)) {
+            // A kernel without the flag (the filter drops outgoing frames anyway).
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+            setsockopt(
+                &self.fd,
+                SOL_PACKET,
+                PACKET_FANOUT,
+                &arg(PACKET_FANOUT_HASH),
+            )?;
+        }
         let mut val: u32 = 0;
         let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
         // SAFETY: `val` and `len` are live and sized for the option.
@@ -459,11 +499,21 @@ impl AfPacketRx {
     /// The block descriptor's 32-bit field at `field`.
     fn block_word(&self, block: usize, field: usize) -> u32 {
         let at = block * self.spec.block_size + field;
-        debug_assert!(at + 4 <= self.ring_len);
-        // SAFETY: `at` lies inside the mapping (block < blocks, field < descriptor size);
-        // the kernel writes these words concurrently, so the read is volatile; the
-        // descriptor is 8-byte aligned (blocks are page aligned).
+        assert!(at + 4 <= self.ring_len, "block descriptor outside the ring");
+        // SAFETY: `at` lies inside the mapping (checked); the descriptor is 8-byte aligned
+        // (blocks are page aligned). Only read after `block_status` saw TP_STATUS_USER with
+        // Acquire ordering, so the kernel no longer writes it.
         unsafe { std::ptr::read_volatile(self.ring.as_ptr().add(at).cast::<u32>()) }
+    }
+
+    /// The block's status word, shared with the kernel: loaded with Acquire (the kernel
+    /// publishes a block's packets before it sets TP_STATUS_USER).
+    fn block_status(&self, block: usize) -> &AtomicU32 {
+        let at = block * self.spec.block_size + BLOCK_STATUS;
+        assert!(at + 4 <= self.ring_len, "block descriptor outside the ring");
+        // SAFETY: `at` is inside the mapping (checked) and 4-byte aligned; the mapping
+        // outlives `&self`, and the word is only ever accessed atomically from this side.
+        unsafe { AtomicU32::from_ptr(self.ring.as_ptr().add(at).cast::<u32>()) }
     }
 
     /// A packet header's field (`u32` at `field` of the `tpacket3_hdr` at `offset`).
@@ -483,12 +533,9 @@ impl AfPacketRx {
 
     /// Hands the current block back to the kernel and moves to the next.
     fn release_block(&mut self) {
-        fence(Ordering::Release);
-        let at = self.block * self.spec.block_size + BLOCK_STATUS;
-        // SAFETY: inside the mapping; the block is ours until this write.
-        unsafe {
-            std::ptr::write_volatile(self.ring.as_ptr().add(at).cast::<u32>(), TP_STATUS_KERNEL)
-        };
+        // Release: our reads of the block happen before the kernel may reuse it.
+        self.block_status(self.block)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
         self.block = (self.block + 1) % self.spec.blocks;
         self.left = 0;
     }
@@ -529,7 +576,44 @@ impl AfPacketRx {
                 Err(e)
             };
         }
+        if pfd.revents & libc::POLLERR != 0 {
+            // A pending socket error keeps poll(2) returning at once until it is read.
+            // ENETDOWN (the interface went down; the kernel re-attaches the socket when it
+            // comes back up): clear it and wait. The interface gone (ENODEV, ENXIO) or
+            // anything else: the ring will never see a frame again.
+            return match self.take_error() {
+                Some(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                    if !self.down.replace(true) {
+                        tracing::warn!("capture interface is down; waiting for it to come back");
+                    }
+                    std::thread::sleep(timeout);
+                    Ok(false)
+                }
+                Some(e) => Err(e),
+                None => Ok(false),
+            };
+        }
         Ok(rc > 0)
+    }
+
+    /// Reads and clears the socket's pending error (SO_ERROR).
+    fn take_error(&self) -> Option<io::Error> {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` and `len` are live and sized for the option.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Some(io::Error::last_os_error());
+        }
+        (err != 0).then(|| io::Error::from_raw_os_error(err))
     }
 
     /// The socket's file descriptor (readable when a block is ready).
@@ -541,10 +625,9 @@ impl AfPacketRx {
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<usize> {
         loop {
             if self.left == 0 {
-                if self.block_word(self.block, BLOCK_STATUS) & TP_STATUS_USER == 0 {
+                if self.block_status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
                     return None;
                 }
-                fence(Ordering::Acquire);
                 self.left = self.block_word(self.block, BLOCK_NUM_PKTS);
                 self.offset = self.block_word(self.block, BLOCK_FIRST_PKT) as usize;
                 if self.left == 0 {
@@ -588,10 +671,19 @@ impl AfPacketRx {
 impl PacketRx for AfPacketRx {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         if let Some(n) = self.try_recv(buf) {
+            self.down.set(false);
             return Ok(Some(n));
         }
         if !self.wait(READ_TIMEOUT)? {
             self.refresh_stats();
+            // Down and then removed (the kernel reports both as ENETDOWN): the socket is
+            // detached for good, even if a device of the same name comes back.
+            if self.down.get() && !interface_exists(self.ifindex) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("the capture interface (index {}) was removed", self.ifindex),
+                ));
+            }
         }
         Ok(self.try_recv(buf))
     }
@@ -639,8 +731,9 @@ impl PacketTx for AfPacketTx {
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
-                // The socket is non-blocking (so a full device queue never stalls a worker);
-                // wait for room briefly, then report the frame as not sent.
+                // The socket is non-blocking (so a full device queue never stalls a worker
+                // for long): wait a millisecond for room, then report the frame as not
+                // sent (counted by the worker; KCP resends it).
                 io::ErrorKind::WouldBlock => {
                     let mut pfd = libc::pollfd {
                         fd: self.fd.as_raw_fd(),
@@ -648,7 +741,7 @@ impl PacketTx for AfPacketTx {
                         revents: 0,
                     };
                     // SAFETY: one valid pollfd.
-                    if unsafe { libc::poll(&mut pfd, 1, 10) } <= 0 {
+                    if unsafe { libc::poll(&mut pfd, 1, 1) } <= 0 {
                         return Err(e);
                     }
                 }
@@ -682,5 +775,12 @@ mod tests {
         // BPF_RET | BPF_K as the last instruction.
         assert_eq!(eth.last().unwrap().code, 0x06);
         assert!(compile_filter("x", "tcp dst port", LinkType::Ethernet).is_err());
+        // The outgoing check goes in front; libpcap's jumps are relative, so they hold.
+        let guarded = inbound_only(eth.clone());
+        assert_eq!(guarded.len(), eth.len() + 3);
+        assert_eq!(
+            (guarded[0].code, guarded[0].k, guarded[1].k, guarded[2].code),
+            (0x30, 0xffff_f004, 4, 0x06)
+        );
     }
 }

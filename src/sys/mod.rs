@@ -18,7 +18,7 @@ pub mod sysctl;
 
 pub use interface::{interface_addrs, interface_mac, interface_mtu, local_addrs};
 pub use neighbor::neighbor_mac;
-pub use process::{enter_netns, is_root, is_root_or_capable};
+pub use process::{enter_netns, is_root, is_root_or_capable, terminate_self};
 pub use socket::set_recv_buffer;
 
 /// Parses `aa:bb:cc:dd:ee:ff` (hex digits in either case).

@@ -61,3 +61,12 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Asks this process to stop as if an operator had sent SIGTERM (the daemon's normal,
+/// orderly shutdown: drain, remove firewall rules, exit).
+pub fn terminate_self() {
+    // SAFETY: kill(2) on our own pid with a valid signal number touches no memory.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGTERM);
+    }
+}
