@@ -385,3 +385,89 @@ fn capture_shows_seq_advancing_and_no_plaintext() {
 fn hex_sha(bytes: &[u8]) -> String {
     common::data::hex(&Sha256::digest(bytes))
 }
+
+/// A link without Ethernet headers (what PPP, tun and WireGuard users have): the daemons
+/// find the link type themselves and carry 8 MiB each way intact, through the backend
+/// under test.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn raw_ip_link_carries_both_directions() {
+    common::require_root();
+    let _serial = serial();
+    const LEN: u64 = 8 << 20;
+    let mut t = Topology::pair_tun();
+    // The TUN devices' MTU is 1400: the default kcp.mtu (1350) makes 1423-byte packets,
+    // which the kernel would refuse to send. The daemon says so and does not start.
+    t.write_configs(&TunnelSpec::default());
+    let cfg = t.path("server.yaml");
+    let out = t.server.exec(&[
+        env!("CARGO_BIN_EXE_rawtun"),
+        "run",
+        "-c",
+        cfg.to_str().expect("utf-8 path"),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "started with a too large mtu: {said}"
+    );
+    assert!(
+        said.contains("transport.kcp.mtu 1350") && said.contains("1327 or less"),
+        "{said}"
+    );
+    let spec = TunnelSpec {
+        kcp_yaml: "mtu: 1327\n".into(),
+        ..TunnelSpec::default()
+    };
+    t.apply_firewall(spec.port);
+    t.write_configs(&spec);
+    t.start_server();
+    t.start_client();
+
+    let sink = listen(&t.server, FORWARD_TARGET);
+    let sink = t.server.thread(move || {
+        let (mut conn, _) = sink.accept().expect("the server dials the sink");
+        receive_hashed(&mut conn, LEN)
+    });
+    let sent = t
+        .client
+        .run(|| send_seeded(&mut connect(FORWARD), 5, LEN))
+        .expect("send into the forward");
+    let received = sink.join().expect("sink thread").expect("sink reads");
+    assert_eq!(sent, expected_hash(5, LEN));
+    assert_eq!(received, sent, "client -> server data differs");
+
+    let source = listen(&t.server, FORWARD_2_TARGET);
+    let source = t.server.thread(move || {
+        let (mut conn, _) = source.accept().expect("the server dials the source");
+        let hash = send_seeded(&mut conn, 6, LEN);
+        let mut rest = Vec::new();
+        let _ = conn.set_read_timeout(Some(STALL));
+        let _ = conn.read_to_end(&mut rest);
+        hash
+    });
+    let received = t.client.run(|| {
+        let mut conn = connect(FORWARD_2);
+        receive_hashed(&mut conn, LEN)
+    });
+    let received = received.expect("client reads from the forward");
+    let sent = source.join().expect("source thread").expect("source sends");
+    assert_eq!(sent, expected_hash(6, LEN));
+    assert_eq!(received, sent, "server -> client data differs");
+    // The tunnel ran on the TUN devices, not the veth under them.
+    let config = std::fs::read_to_string(t.path("server.yaml")).expect("config");
+    assert!(config.contains(&format!("\"{}\"", t.server_if)), "{config}");
+
+    // The server's device disappears: its capture can never work again, so the daemon
+    // stops with an error (for its supervisor to restart it) instead of running deaf.
+    t.remove_tun(Side::Server);
+    let status = t
+        .wait_exit(Side::Server, Duration::from_secs(15))
+        .unwrap_or_else(|| {
+            panic!(
+                "the server kept running without its interface:\n{}",
+                t.logs()
+            )
+        });
+    assert!(!status.success(), "{status}: {}", t.logs());
+}

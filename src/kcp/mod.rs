@@ -34,7 +34,7 @@
 //! # Buffers
 //!
 //! No allocation per packet once a session has warmed up: the bytes to send and in flight
-//! live in one [`ring::ByteRing`]; a flush only decides *what* to send (segment headers in
+//! live in one `ring::ByteRing`; a flush only decides *what* to send (segment headers in
 //! a queue) and [`KcpSession::poll_transmit`] packs those segments into the caller's
 //! buffer; received segments are copied into buffers recycled through a small pool, and
 //! [`KcpSession::recv_with`] lends them to the reader instead of copying them out.

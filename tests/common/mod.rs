@@ -454,6 +454,8 @@ fn port_of(addr: &str) -> u16 {
 /// the temporary directory. While panicking, the daemons' logs are printed first.
 pub struct Topology {
     daemons: Vec<(Side, ChildGuard)>,
+    /// Processes the topology itself needs (the raw-IP link's forwarders).
+    helpers: Vec<ChildGuard>,
     /// Client namespace.
     pub client: Netns,
     /// Server namespace.
@@ -565,6 +567,7 @@ impl Topology {
         );
         Topology {
             daemons: Vec::new(),
+            helpers: Vec::new(),
             client,
             server,
             client_if,
@@ -605,6 +608,60 @@ impl Topology {
             ]);
         }
         t.v6 = Some((c, s));
+        t
+    }
+
+    /// A raw-IP link (no Ethernet header, like PPP, tun or WireGuard): a TUN device in each
+    /// namespace, `rtu{N}c` / `rtu{N}s` with 198.19.128.0/17 addresses (/30 each, MTU
+    /// 1400), joined by two `socat` processes that carry each packet in a UDP datagram over
+    /// the veth of [`Topology::pair`]. `client_if`/`server_if`/`client_ip`/`server_ip` then
+    /// name the TUN side, so configs written afterwards put the tunnel on it.
+    pub fn pair_tun() -> Topology {
+        let mut t = Topology::pair();
+        let n: u32 = t.client_if.trim_start_matches("rtc").parse().unwrap_or(0);
+        let base = u32::from(Ipv4Addr::new(198, 19, 128, 0)) + 4 * (n % 8192);
+        let (client_tun, server_tun) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
+        let ends = [
+            (Side::Client, client_tun, t.server_ip),
+            (Side::Server, server_tun, t.client_ip),
+        ];
+        for (side, addr, peer) in ends {
+            let name = format!("rtu{n}{}", &side.as_str()[..1]);
+            let tun = format!("TUN:{addr}/30,tun-type=tun,tun-name={name},iff-no-pi,iff-up");
+            let udp = format!("UDP-DATAGRAM:{peer}:7000,bind=:7000");
+            let log = t.path(&format!("socat-{}.log", side.as_str()));
+            let guard = t.ns(side).spawn(&["socat", "-d", &tun, &udp], Some(&log));
+            t.helpers.push(guard);
+            let ns = t.ns(side);
+            assert!(
+                wait_for(Duration::from_secs(5), || ns
+                    .exec(&["ip", "link", "show", &name])
+                    .status
+                    .success()),
+                "socat did not create {name}: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            ns.exec_ok(&["ip", "link", "set", &name, "mtu", "1400"]);
+            let _ = ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{name}.disable_ipv6=1"),
+            ]);
+            match side {
+                Side::Client => t.client_if = name,
+                Side::Server => t.server_if = name,
+            }
+        }
+        t.client_ip = client_tun;
+        t.server_ip = server_tun;
+        let ping = t
+            .client
+            .exec(&["ping", "-c", "1", "-W", "2", &server_tun.to_string()]);
+        assert!(
+            ping.status.success(),
+            "the raw-IP link does not carry a ping: {}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
         t
     }
 
@@ -751,6 +808,31 @@ impl Topology {
             panic!("rawtun {side:?} exited during start-up ({status})");
         }
         assert!(ready, "rawtun {side:?} wrote no stats file within 15 s");
+    }
+
+    /// Ends the `socat` that owns `side`'s TUN device in a [`Topology::pair_tun`]: the
+    /// device disappears under the daemon.
+    pub fn remove_tun(&mut self, side: Side) {
+        let index = match side {
+            Side::Client => 0,
+            Side::Server => 1,
+        };
+        let helper = self.helpers.get_mut(index).expect("a pair_tun topology");
+        helper.terminate(Duration::from_secs(5));
+    }
+
+    /// `side`'s daemon's exit status once it has ended, waiting up to `timeout`.
+    pub fn wait_exit(&mut self, side: Side, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.daemon_exit(side) {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn daemon_exit(&mut self, side: Side) -> Option<ExitStatus> {

@@ -208,6 +208,7 @@ impl Topology {
         );
         Topology {
             daemons: Vec::new(),
+            helpers: Vec::new(),
             client,
             server,
             client_if,
