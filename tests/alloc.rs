@@ -243,13 +243,8 @@ impl Pair {
             self.link.send(now, 1, &self.buf[r]);
         }
         let (buf, link) = (&mut self.buf, &mut self.link);
-        while let Some(r) = self.server.poll_transmit(buf) {
+        while let Some(r) = self.server.poll_transmit(now, buf) {
             link.send(now, 0, &buf[r]);
-        }
-        for (_, c) in self.server.connections_mut() {
-            while let Some(r) = c.poll_transmit(now, buf) {
-                link.send(now, 0, &buf[r]);
-            }
         }
         let next = [
             self.link.next_delivery(),

@@ -316,7 +316,8 @@ fn run(loss: f64, one_way: Duration, reorder: f64, outage: Option<Duration>) -> 
         }
         let next = sides
             .iter()
-            .flat_map(|s| [s.kcp.poll_timeout(), s.mux.poll_timeout()])
+            .flat_map(|s| [s.kcp.poll_timeout(), Some(s.mux.poll_timeout())])
+            .flatten()
             .chain(link.queue.peek().map(|Reverse(p)| p.0))
             .min()
             .expect("timers exist");
@@ -332,7 +333,7 @@ fn run(loss: f64, one_way: Duration, reorder: f64, outage: Option<Duration>) -> 
             sides[to].kcp.handle_input(&p, now).unwrap();
         }
         for s in sides.iter_mut() {
-            if now >= s.kcp.poll_timeout() {
+            if s.kcp.poll_timeout().is_some_and(|t| now >= t) {
                 s.kcp.handle_timeout(now);
             }
             if now >= s.mux.poll_timeout() {

@@ -470,14 +470,9 @@ fn first_frame(conn: &mut rawtun::endpoint::Connection, now: std::time::Instant)
 fn server_output(server: &mut rawtun::endpoint::Listener, now: std::time::Instant) -> Vec<Vec<u8>> {
     let mut buf = vec![0u8; rawtun::endpoint::MAX_FRAME];
     let mut out = Vec::new();
-    while let Some(r) = server.poll_transmit(&mut buf) {
+    while let Some(r) = server.poll_transmit(now, &mut buf) {
         out.push(buf[r].to_vec());
     }
-    server.connections_mut().for_each(|(_, c)| {
-        while let Some(r) = c.poll_transmit(now, &mut buf) {
-            out.push(buf[r].to_vec());
-        }
-    });
     out
 }
 

@@ -82,9 +82,6 @@ fuzz_target!(|data: &[u8]| {
         st.listener.handle_timeout(now, &mut st.events);
         st.events.clear();
         let mut buf = vec![0u8; MAX_FRAME];
-        assert!(st.listener.poll_transmit(&mut buf).is_none(), "a stateless reply to junk");
-        for (peer, conn) in st.listener.connections_mut() {
-            assert!(conn.poll_transmit(now, &mut buf).is_none(), "answered {peer}");
-        }
+        assert!(st.listener.poll_transmit(now, &mut buf).is_none(), "answered junk");
     });
 });

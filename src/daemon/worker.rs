@@ -662,13 +662,8 @@ impl Worker {
         };
         match &mut self.role {
             Role::Server(l, _) => {
-                while let Some(r) = l.poll_transmit(buf) {
+                while let Some(r) = l.poll_transmit(now, buf) {
                     send(&buf[r]);
-                }
-                for (_, conn) in l.connections_mut() {
-                    while let Some(r) = conn.poll_transmit(now, buf) {
-                        send(&buf[r]);
-                    }
                 }
             }
             Role::Client(cs) => {

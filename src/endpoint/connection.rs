@@ -652,7 +652,8 @@ impl Connection {
         }
         at(self.alive);
         if let Some(s) = &self.session {
-            at(Some(s.kcp.poll_timeout().min(s.mux.poll_timeout())));
+            at(s.kcp.poll_timeout());
+            at(Some(s.mux.poll_timeout()));
         }
         match &self.role {
             Role::Client(c) => at(c.poll_timeout(self.flow.is_established(), self.rto())),

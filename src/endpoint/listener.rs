@@ -7,8 +7,16 @@
 //! ever sends without a flow), anything else is dropped and counted. The table is bounded:
 //! when it is full, the oldest connection without a confirmed session makes room; when every
 //! connection is confirmed, the new flow is refused.
+//!
+//! Work is proportional to what happens, not to the table's size: each connection's
+//! deadline sits in a timer heap, and a connection is visited only when its deadline is
+//! due or when something touched it (a frame, or the caller through
+//! [`Listener::connection_mut`]); those wait in a ready list until
+//! [`Listener::poll_transmit`] serves them. Two thousand idle sessions cost nothing at a
+//! wake-up that is not theirs.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +50,35 @@ pub struct ListenerStats {
     pub resets_sent: u64,
     /// Packets dropped without an answer, by reason.
     pub drops: DropStats,
+    /// Visits to a connection: a due deadline, or the work after a frame or a command.
+    /// Idle connections add nothing here until their own deadline.
+    pub conn_polls: u64,
+    /// Timer heap entries skipped because their connection's deadline had moved.
+    pub timers_stale: u64,
+}
+
+/// One connection of the table and its place in the timer heap and the ready list.
+struct Entry {
+    conn: Connection,
+    created: Instant,
+    /// This connection's deadline as last computed: its live entry in the timer heap
+    /// (other entries there for it are stale and skipped when they come up).
+    scheduled: Option<Instant>,
+    /// In the ready list.
+    ready: bool,
+}
+
+impl Entry {
+    /// When this connection needs a visit: its own deadline, or the end of its half-open
+    /// lifetime while no session is confirmed.
+    fn deadline(&self) -> Option<Instant> {
+        let own = self.conn.poll_timeout();
+        if self.conn.is_confirmed() {
+            return own;
+        }
+        let expiry = self.created + HALF_OPEN_LIFETIME;
+        Some(own.map_or(expiry, |t| t.min(expiry)))
+    }
 }
 
 /// An event of one of the listener's connections.
@@ -59,12 +96,21 @@ pub struct Listener {
     /// Gateway MAC to send to; `None` answers to the MAC the client's frame came from.
     router_mac: Option<[u8; 6]>,
     max_flows: usize,
-    conns: HashMap<SocketAddr, (Connection, Instant)>,
+    conns: HashMap<SocketAddr, Entry>,
+    /// Connection deadlines, earliest first; an entry that no longer matches its
+    /// connection's `scheduled` is stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
+    /// Connections that may have something to send, events or a changed deadline.
+    ready: Vec<SocketAddr>,
+    /// The ready connection [`Listener::poll_transmit`] is draining.
+    current: Option<SocketAddr>,
+    /// The latest time the caller passed in (what "due now" means to `poll_timeout`).
+    clock: Instant,
     gate: Gate,
     /// Stateless replies and when they were queued.
     outbox: VecDeque<(Vec<u8>, Instant)>,
-    /// Events of connections dropped to make room.
-    orphans: Vec<ListenerEvent>,
+    /// Events collected from served and dropped connections, for the caller.
+    events: Vec<ListenerEvent>,
     stats: ListenerStats,
     /// Counters of the connections dropped so far.
     retired: ConnTotals,
@@ -86,6 +132,7 @@ impl Listener {
         seed: [u8; 32],
     ) -> Listener {
         let rng = rand::rngs::StdRng::from_seed(seed);
+        let clock = cfg.wall.at;
         Listener {
             cfg,
             local,
@@ -93,9 +140,13 @@ impl Listener {
             router_mac,
             max_flows,
             conns: HashMap::new(),
+            timers: BinaryHeap::new(),
+            ready: Vec::new(),
+            current: None,
+            clock,
             gate: Gate::new(identities, gate, shared, rng),
             outbox: VecDeque::new(),
-            orphans: Vec::new(),
+            events: Vec::new(),
             stats: ListenerStats::default(),
             retired: ConnTotals::default(),
         }
@@ -120,7 +171,8 @@ impl Listener {
                 .iter()
                 .any(|i| i.public == info.server && i.client_by_id(&info.id).is_some())
         };
-        for (peer, (conn, _)) in self.conns.iter_mut() {
+        self.mark_all();
+        for (peer, Entry { conn, .. }) in self.conns.iter_mut() {
             conn.retain_candidates(allowed);
             let Some(info) = conn.client_info() else {
                 continue;
@@ -135,29 +187,69 @@ impl Listener {
 
     /// Ends every session, telling each client (shutdown).
     pub fn close_all(&mut self, now: Instant) {
-        for (conn, _) in self.conns.values_mut() {
-            conn.close_with_notice(CloseNotice::Shutdown, now);
+        self.mark_all();
+        for e in self.conns.values_mut() {
+            e.conn.close_with_notice(CloseNotice::Shutdown, now);
         }
     }
 
     pub fn connections(&self) -> impl Iterator<Item = (&SocketAddr, &Connection)> {
-        self.conns.iter().map(|(k, (c, _))| (k, c))
+        self.conns.iter().map(|(k, e)| (k, &e.conn))
     }
 
     pub fn connection(&self, peer: &SocketAddr) -> Option<&Connection> {
-        self.conns.get(peer).map(|(c, _)| c)
+        self.conns.get(peer).map(|e| &e.conn)
     }
 
+    /// One connection, to act on (a stream write, a credit, a reset): it is served at the
+    /// next [`Listener::poll_transmit`].
     pub fn connection_mut(&mut self, peer: &SocketAddr) -> Option<&mut Connection> {
-        self.conns.get_mut(peer).map(|(c, _)| c)
+        let e = self.conns.get_mut(peer)?;
+        if !e.ready {
+            e.ready = true;
+            self.ready.push(*peer);
+        }
+        Some(&mut e.conn)
     }
 
+    /// Every connection, to act on: all of them are served at the next
+    /// [`Listener::poll_transmit`] (tests and rare whole-table changes; per-connection work
+    /// goes through [`Listener::connection_mut`]).
     pub fn connections_mut(&mut self) -> impl Iterator<Item = (&SocketAddr, &mut Connection)> {
-        self.conns.iter_mut().map(|(k, (c, _))| (k, c))
+        self.mark_all();
+        self.conns.iter_mut().map(|(k, e)| (k, &mut e.conn))
+    }
+
+    /// Puts `peer`'s connection, if there is one, on the ready list.
+    fn mark(&mut self, peer: SocketAddr) {
+        if let Some(e) = self.conns.get_mut(&peer) {
+            if !e.ready {
+                e.ready = true;
+                self.ready.push(peer);
+            }
+        }
+    }
+
+    fn mark_all(&mut self) {
+        for (peer, e) in self.conns.iter_mut() {
+            if !e.ready {
+                e.ready = true;
+                self.ready.push(*peer);
+            }
+        }
     }
 
     /// Feeds one captured frame. Returns the client address it belonged to, if any.
     pub fn handle_frame(&mut self, frame: &ParsedFrame<'_>, now: Instant) -> Option<SocketAddr> {
+        self.clock = self.clock.max(now);
+        let owner = self.frame(frame, now);
+        // Whatever the frame did to its connection (data, ACKs, a session, a close) is
+        // served at the next `poll_transmit`.
+        self.mark(frame.repr.src);
+        owner
+    }
+
+    fn frame(&mut self, frame: &ParsedFrame<'_>, now: Instant) -> Option<SocketAddr> {
         let r = &frame.repr;
         if r.dst.port() != self.local.port()
             || (!self.local.ip().is_unspecified() && r.dst.ip() != self.local.ip())
@@ -168,7 +260,7 @@ impl Listener {
         let peer = r.src;
         let now_ms = self.cfg.wall.unix_ms(now);
         let syn = r.flags.contains(TcpFlags::SYN) && !r.flags.contains(TcpFlags::ACK);
-        if let Some((conn, _)) = self.conns.get_mut(&peer) {
+        if let Some(Entry { conn, .. }) = self.conns.get_mut(&peer) {
             // A SYN that is not a copy of the one that opened the flow must prove a key too.
             let known_syn = conn.flow().peer_isn() == Some(r.seq);
             if syn && !known_syn && !self.gate.check_syn(frame, now, now_ms) {
@@ -220,7 +312,7 @@ impl Listener {
         let cipher = self.cfg.cipher;
         match self.gate.accept_msg1(src, dst, p, cipher, now, now_ms) {
             Some(Ok(o)) => {
-                if let Some((conn, _)) = self.conns.get_mut(&src) {
+                if let Some(Entry { conn, .. }) = self.conns.get_mut(&src) {
                     conn.confirm_segment(frame);
                     conn.install_session(o.accepted, o.conv, o.client, o.msg2, now);
                 }
@@ -229,13 +321,13 @@ impl Listener {
             None => match self.gate.check_probe(src, dst, p, now_ms) {
                 Some((_, probe)) => {
                     if self.gate.reset_allowed(probe.client, now) {
-                        if let Some((conn, _)) = self.conns.get_mut(&src) {
+                        if let Some(Entry { conn, .. }) = self.conns.get_mut(&src) {
                             conn.answer_probe(now);
                         }
                     }
                 }
                 None => match self.conns.get_mut(&src) {
-                    Some((conn, _)) if conn.phase() == super::Phase::Established => {
+                    Some(Entry { conn, .. }) if conn.phase() == super::Phase::Established => {
                         conn.count_unclaimed();
                     }
                     // A half-open flow waits for a msg1; this was none.
@@ -310,8 +402,13 @@ impl Listener {
         let conn = Connection::server(self.cfg.clone(), addrs, seed, now);
         tracing::debug!(peer = %r.src, "new flow");
         self.stats.flows_created += 1;
-        let (conn, _) = self.conns.entry(r.src).or_insert((conn, now));
-        Some(conn)
+        let e = self.conns.entry(r.src).or_insert(Entry {
+            conn,
+            created: now,
+            scheduled: None,
+            ready: false,
+        });
+        Some(&mut e.conn)
     }
 
     /// Drops the oldest connection without a confirmed session; false if there is none.
@@ -319,8 +416,8 @@ impl Listener {
         let oldest = self
             .conns
             .iter()
-            .filter(|(_, (c, _))| !c.is_confirmed())
-            .min_by_key(|(_, (_, created))| *created)
+            .filter(|(_, e)| !e.conn.is_confirmed())
+            .min_by_key(|(_, e)| e.created)
             .map(|(peer, _)| *peer);
         let Some(peer) = oldest else { return false };
         self.remove(peer, true);
@@ -328,15 +425,16 @@ impl Listener {
     }
 
     /// Removes a connection, keeping its counters and (if it had a session) reporting it.
+    /// Its entries in the timer heap and the ready list go stale and are skipped.
     fn remove(&mut self, peer: SocketAddr, evicted: bool) {
-        let Some((mut conn, _)) = self.conns.remove(&peer) else {
+        let Some(Entry { mut conn, .. }) = self.conns.remove(&peer) else {
             return;
         };
         while let Some(event) = conn.poll_event() {
-            self.orphans.push(ListenerEvent { peer, event });
+            self.events.push(ListenerEvent { peer, event });
         }
         if evicted && conn.phase() == super::Phase::Established {
-            self.orphans.push(ListenerEvent {
+            self.events.push(ListenerEvent {
                 peer,
                 event: ConnEvent::SessionLost(CloseReason::HandshakeTimeout),
             });
@@ -345,62 +443,140 @@ impl Listener {
         self.retired.retire(&conn);
     }
 
-    /// A stateless reply to send (resets), written at the start of `buf`.
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<std::ops::Range<usize>> {
-        let (f, _) = self.outbox.pop_front()?;
-        buf.get_mut(..f.len())?.copy_from_slice(&f);
-        Some(0..f.len())
-    }
-
-    /// Runs every connection's timers and drops closed and stale half-open connections.
-    /// Events of dropped connections are returned too.
-    pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<ListenerEvent>) {
-        let mut gone = Vec::new();
-        for (peer, (conn, created)) in self.conns.iter_mut() {
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
-                conn.handle_timeout(now);
-            }
-            // Half-open: no confirmed session yet (a replayed handshake stays here).
-            let stale = !conn.is_confirmed()
-                && now.saturating_duration_since(*created) > HALF_OPEN_LIFETIME;
-            if conn.is_closed() || stale {
-                gone.push((*peer, stale && !conn.is_closed()));
-            }
+    /// The next frame to send, written into `buf`: stateless replies (resets) first, then
+    /// what the ready connections have. A ready connection is served once its frames run
+    /// out: its events are collected, it is dropped if closed (or half-open for too long),
+    /// and its deadline goes into the timer heap.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<std::ops::Range<usize>> {
+        self.clock = self.clock.max(now);
+        if let Some((f, _)) = self.outbox.pop_front() {
+            buf.get_mut(..f.len())?.copy_from_slice(&f);
+            return Some(0..f.len());
         }
-        for (peer, stale) in gone {
-            self.remove(peer, stale);
-        }
-        events.append(&mut self.orphans);
-    }
-
-    /// Earliest deadline of any connection.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self
-            .conns
-            .values()
-            .filter_map(|(c, created)| {
-                let own = c.poll_timeout();
-                if !c.is_confirmed() {
-                    let expiry = *created + HALF_OPEN_LIFETIME;
-                    Some(own.map_or(expiry, |t| t.min(expiry)))
-                } else {
-                    own
+        loop {
+            let peer = match self.current {
+                Some(p) => p,
+                None => {
+                    let p = self.ready.pop()?;
+                    self.current = Some(p);
+                    p
                 }
-            })
-            .min();
-        // Queued resets are due since they were queued.
-        match (conns, self.outbox.front()) {
+            };
+            if let Some(e) = self.conns.get_mut(&peer) {
+                if let Some(r) = e.conn.poll_transmit(now, buf) {
+                    return Some(r);
+                }
+            }
+            self.current = None;
+            self.settle(peer, now);
+        }
+    }
+
+    /// After a ready connection has sent everything: collects its events, drops it if it is
+    /// closed or stale, else (re)schedules its deadline.
+    fn settle(&mut self, peer: SocketAddr, now: Instant) {
+        let Some(e) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        e.ready = false;
+        self.stats.conn_polls += 1;
+        while let Some(event) = e.conn.poll_event() {
+            self.events.push(ListenerEvent { peer, event });
+        }
+        // Half-open: no confirmed session yet (a replayed handshake stays here).
+        let stale =
+            !e.conn.is_confirmed() && now.saturating_duration_since(e.created) > HALF_OPEN_LIFETIME;
+        if e.conn.is_closed() || stale {
+            let evicted = stale && !e.conn.is_closed();
+            self.remove(peer, evicted);
+            return;
+        }
+        // A changed deadline gets a new heap entry; the old one goes stale and is skipped
+        // when it comes up (a heap pop, no visit).
+        let d = e.deadline();
+        if e.scheduled != d {
+            e.scheduled = d;
+            if let Some(d) = d {
+                self.timers.push(Reverse((d, peer)));
+            }
+        }
+        self.compact_timers();
+    }
+
+    /// Rebuilds the timer heap from the connections' deadlines once stale entries (left by
+    /// deadlines that moved, and by dropped connections) outnumber live ones, so
+    /// the heap stays proportional to the table. Reuses the heap's allocation.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.conns.len() + 64 {
+            return;
+        }
+        let mut v = std::mem::take(&mut self.timers).into_vec();
+        v.clear();
+        v.extend(
+            self.conns
+                .iter()
+                .filter_map(|(p, e)| e.scheduled.map(|t| Reverse((t, *p)))),
+        );
+        self.timers = BinaryHeap::from(v);
+    }
+
+    /// Runs the timers of the connections whose deadline has come; they are then served
+    /// (and dropped if closed or stale) at the next [`Listener::poll_transmit`]. Events of
+    /// connections dropped since the last call are appended to `events`.
+    pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<ListenerEvent>) {
+        self.clock = self.clock.max(now);
+        while let Some(&Reverse((t, peer))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(e) = self.conns.get_mut(&peer) else {
+                continue;
+            };
+            if e.scheduled != Some(t) {
+                self.stats.timers_stale += 1;
+                continue;
+            }
+            e.scheduled = None;
+            self.stats.conn_polls += 1;
+            if e.conn.poll_timeout().is_some_and(|d| d <= now) {
+                e.conn.handle_timeout(now);
+            }
+            if !e.ready {
+                e.ready = true;
+                self.ready.push(peer);
+            }
+        }
+        events.append(&mut self.events);
+    }
+
+    /// The earliest instant something is due: a queued reset, a connection that is ready
+    /// to be served (due at once), or the earliest deadline in the timer heap (which may be
+    /// a stale entry: waking for it costs one heap pop).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.ready.is_empty() || self.current.is_some() {
+            return Some(self.clock);
+        }
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (timer, self.outbox.front()) {
             (Some(a), Some((_, b))) => Some(a.min(*b)),
             (a, b) => a.or(b.map(|(_, t)| *t)),
         }
     }
 
-    /// Collects pending events of all connections.
+    /// Collects the events of the connections served or dropped since the last call, and
+    /// of the ready ones not yet served.
     pub fn poll_events(&mut self, events: &mut Vec<ListenerEvent>) {
-        events.append(&mut self.orphans);
-        for (peer, (conn, _)) in self.conns.iter_mut() {
-            while let Some(event) = conn.poll_event() {
-                events.push(ListenerEvent { peer: *peer, event });
+        events.append(&mut self.events);
+        for peer in &self.ready {
+            if let Some(e) = self.conns.get_mut(peer) {
+                while let Some(event) = e.conn.poll_event() {
+                    events.push(ListenerEvent { peer: *peer, event });
+                }
             }
         }
     }
@@ -413,6 +589,6 @@ impl Listener {
 
     /// Live connections plus the counters of dropped ones, added up.
     pub fn totals(&self) -> ConnStats {
-        self.retired.total(self.conns.values().map(|(c, _)| c))
+        self.retired.total(self.conns.values().map(|e| &e.conn))
     }
 }

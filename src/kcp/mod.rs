@@ -550,9 +550,27 @@ impl KcpSession {
         self.flush_at_now();
     }
 
-    /// When [`KcpSession::handle_timeout`] must run next.
-    pub fn poll_timeout(&self) -> Instant {
-        self.origin + Duration::from_millis(self.next_flush)
+    /// When [`KcpSession::handle_timeout`] must run next; `None` while the session is idle
+    /// (nothing queued, in flight or to acknowledge, the peer's window open): an idle
+    /// session costs no wake-ups. Once something is queued or received the deadline is the
+    /// periodic flush again (already due if the session was idle for longer than an
+    /// interval).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_idle() {
+            return None;
+        }
+        Some(self.origin + Duration::from_millis(self.next_flush))
+    }
+
+    /// True when a flush has nothing to do: no segment in flight, no byte queued, no ACK
+    /// owed, no window probe due or running.
+    fn is_idle(&self) -> bool {
+        self.snd_buf.is_empty()
+            && self.queued_len() == 0
+            && self.acklist.is_empty()
+            && self.rmt_wnd != 0
+            && !self.probe_ask
+            && !self.probe_tell
     }
 
     /// A snapshot of counters and estimates.

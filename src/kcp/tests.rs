@@ -212,9 +212,10 @@ impl Pair {
         let next = [
             self.a.poll_timeout(),
             self.b.poll_timeout(),
-            self.wire.front().map_or(self.now + self.delay, |w| w.0),
+            Some(self.wire.front().map_or(self.now + self.delay, |w| w.0)),
         ]
         .into_iter()
+        .flatten()
         .min()
         .unwrap_or(self.now);
         self.now = self.now.max(next);

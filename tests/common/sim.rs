@@ -192,16 +192,10 @@ impl Sim {
     pub fn server_transmit(&mut self) {
         let now = self.now;
         let (buf, net, sent) = (&mut self.buf, &mut self.net, &mut self.server_frames);
-        while let Some(r) = self.server.poll_transmit(buf) {
+        while let Some(r) = self.server.poll_transmit(now, buf) {
             net.send(now, 1, &buf[r]);
             *sent += 1;
         }
-        self.server.connections_mut().for_each(|(_, c)| {
-            while let Some(r) = c.poll_transmit(now, buf) {
-                net.send(now, 1, &buf[r]);
-                *sent += 1;
-            }
-        });
     }
 
     /// Connection settings on the simulation's clock (for parties created later).
@@ -225,6 +219,8 @@ impl Sim {
         while self.now < end {
             self.step(cev, sev);
             self.advance();
+            // Idle sessions have deadlines seconds apart: stop at `end`, not past it.
+            self.now = self.now.min(end);
         }
     }
 
