@@ -17,8 +17,9 @@
 //!   session's receive bound (`smuxbuf`) allowed, and the window reopens (`Consumed`) only
 //!   after the task has written the bytes out. A reset empties the inbox at once, also
 //!   while the task is still dialing. A slow application therefore stops the peer.
-//! - the worker's own input queue (frames and commands) is a bounded channel; tasks wait on
-//!   it (`send_async`).
+//! - the worker's command queue is a bounded channel; tasks wait on it (`send_async`). Its
+//!   frames come on a queue of their own, which the capture thread never waits on (a full
+//!   one drops the frame and counts it), so a flood of frames cannot keep commands out.
 //!
 //! UDP associations are streams too (their open and close), with a datagram channel beside
 //! them: datagrams never wait for credit or block anyone. A task queues one with
@@ -111,7 +112,8 @@ impl Command {
     }
 }
 
-/// Everything a worker receives, in one queue.
+/// Everything a worker receives: frames on its frame queue, commands and controls on its
+/// command queue.
 pub enum Input {
     /// A captured frame and the hash of its flow (the worker's fairness lane).
     Frame {

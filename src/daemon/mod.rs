@@ -419,11 +419,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // The capture thread hashes each frame's flow with this key; the workers hash their
     // sessions' peers with it to tell their own flows from strangers'.
     let flow_key = std::collections::hash_map::RandomState::new();
+    let mut frame_senders = Vec::new();
     for (index, tx) in txs.into_iter().enumerate() {
         let (in_tx, in_rx) = flume::bounded(WORKER_QUEUE);
+        let (frame_tx, frame_rx) = flume::bounded(WORKER_QUEUE);
+        frame_senders.push(frame_tx);
         let parts = WorkerParts {
             index,
             inputs: in_rx,
+            frames: frame_rx,
             self_tx: in_tx.clone(),
             tx,
             link,
@@ -508,7 +512,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let fatal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     for (ring, mut rx) in rxs.into_iter().enumerate() {
         let fatal = fatal.clone();
-        let senders = senders.clone();
+        let senders = frame_senders.clone();
         let shutdown = shutdown.clone();
         let is_server = cfg.role == Role::Server;
         let stats = stats.clone();
@@ -553,6 +557,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                 .context("starting a capture thread")?,
         );
     }
+
+    // The readers hold the frame senders now: the frame queues close when they stop.
+    drop(frame_senders);
 
     let reload_ctx = ReloadCtx {
         workers: senders.clone(),

@@ -1,6 +1,7 @@
 //! A packet worker: an OS thread that owns a shard of the flows, their sessions, a transmit
-//! handle and its buffers. It waits on one queue (captured frames and stream commands), then
-//! runs the sans-IO endpoint and sends what it produced. No lock on the per-packet path.
+//! handle and its buffers. It waits on two bounded queues, captured frames and application
+//! commands (so a flood of frames never keeps a command out, nor the reverse), then runs the
+//! sans-IO endpoint and sends what it produced. No lock on the per-packet path.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -35,9 +36,10 @@ const BATCH: usize = 256;
 /// room; when the lanes are full, the longest loses its oldest frame.
 const LANES_CAP: usize = super::WORKER_QUEUE;
 const LANE_CAP: usize = LANES_CAP / 4;
-/// Inputs moved from the channel into the lanes per turn of the run loop at most, so a
-/// flood the lanes refuse never keeps the worker from its timers; what the worker does
-/// not take waits in the channel, and the capture thread drops what does not fit there.
+/// Rounds of moving inputs from the channels into the lanes per turn of the run loop at
+/// most (a command and a frame each), so a flood the lanes refuse never keeps the worker
+/// from its timers; what the worker does not take waits in its channel, and the capture
+/// thread drops the frames that do not fit there.
 const DRAIN_MAX: usize = 4 * BATCH;
 /// Frames of flows that are not an established session of this worker (handshakes,
 /// probes, strangers) share one lane: however many source ports a stranger uses, the
@@ -106,9 +108,24 @@ enum Role {
     Server(Listener, Arc<ServerCtx>),
 }
 
+/// What ended a worker's wait.
+enum Woke {
+    Input(Input),
+    Timeout,
+    /// Every command sender is gone. (The worker holds one for its streams, so in the
+    /// daemon it stops on the shutdown flag, seen within `MAX_WAIT`.)
+    Closed,
+    /// Every capture reader is gone (the daemon is stopping): stop waiting on frames.
+    FramesClosed,
+}
+
 pub struct Worker {
     index: usize,
+    /// Application commands and daemon controls.
     inputs: flume::Receiver<Input>,
+    /// Captured frames (`Input::Frame`).
+    frames: flume::Receiver<Input>,
+    frames_open: bool,
     self_tx: flume::Sender<Input>,
     tx: Box<dyn PacketTx>,
     link: LinkType,
@@ -146,6 +163,7 @@ pub struct Worker {
 pub struct WorkerParts {
     pub index: usize,
     pub inputs: flume::Receiver<Input>,
+    pub frames: flume::Receiver<Input>,
     pub self_tx: flume::Sender<Input>,
     pub tx: Box<dyn PacketTx>,
     pub link: LinkType,
@@ -186,6 +204,8 @@ impl Worker {
         Worker {
             index: p.index,
             inputs: p.inputs,
+            frames: p.frames,
+            frames_open: true,
             self_tx: p.self_tx,
             tx: p.tx,
             link: p.link,
@@ -226,22 +246,34 @@ impl Worker {
                 let wait_until = self
                     .poll_timeout()
                     .map_or(now + MAX_WAIT, |t| t.min(now + MAX_WAIT));
-                match self.inputs.recv_deadline(wait_until) {
-                    Ok(input) => self.stage(input),
-                    Err(flume::RecvTimeoutError::Timeout) => {}
-                    Err(flume::RecvTimeoutError::Disconnected) => break,
+                match self.wait(wait_until) {
+                    Woke::Input(input) => self.stage(input),
+                    Woke::Timeout => {}
+                    Woke::Closed => break,
+                    Woke::FramesClosed => self.frames_open = false,
                 }
             }
-            // Everything that waits in the channel goes to its flow's lane (while the lanes
-            // have room), then the lanes are served in turn: a flow that floods the worker
-            // delays another flow's packet by one of its own, not by its whole backlog.
+            // What waits in the channels goes to its flow's lane (while the lanes have
+            // room), a command and a frame in turn; then the lanes are served in turn: a
+            // flow that floods the worker delays another flow's packet by one of its own,
+            // not by its whole backlog.
             for _ in 0..DRAIN_MAX {
                 if self.lanes.is_saturated() {
                     break;
                 }
-                match self.inputs.try_recv() {
-                    Ok(input) => self.stage(input),
-                    Err(_) => break,
+                let mut took = false;
+                if let Ok(input) = self.inputs.try_recv() {
+                    self.stage(input);
+                    took = true;
+                }
+                if !self.lanes.is_saturated() {
+                    if let Ok(input) = self.frames.try_recv() {
+                        self.stage(input);
+                        took = true;
+                    }
+                }
+                if !took {
+                    break;
                 }
             }
             self.queue_peak = self.queue_peak.max(self.lanes.len() as u64);
@@ -274,6 +306,24 @@ impl Worker {
         }
         self.transmit(now);
         self.publish();
+    }
+
+    /// Waits until `until` for a command or a frame, whichever comes first. Something
+    /// already waiting is taken without building a selector (that registers hooks on both
+    /// channels, and seeds a random generator).
+    fn wait(&self, until: Instant) -> Woke {
+        if let Ok(input) = self.inputs.try_recv() {
+            return Woke::Input(input);
+        }
+        if let Ok(input) = self.frames.try_recv() {
+            return Woke::Input(input);
+        }
+        let mut sel =
+            flume::Selector::new().recv(&self.inputs, |r| r.map_or(Woke::Closed, Woke::Input));
+        if self.frames_open {
+            sel = sel.recv(&self.frames, |r| r.map_or(Woke::FramesClosed, Woke::Input));
+        }
+        sel.wait_deadline(until).unwrap_or(Woke::Timeout)
     }
 
     /// Follows the system clock (which NTP may step) for the Unix time proofs carry.
