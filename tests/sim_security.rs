@@ -670,3 +670,47 @@ fn a_removed_client_costs_no_dh_and_cannot_lock_others_out() {
 fn gate_drops_state_full(gate: &rawtun::endpoint::Gate) -> u64 {
     gate.drops().state_full
 }
+
+/// A full flow table makes room for each new opening by dropping its oldest half-open flow,
+/// opening after opening (found without scanning the table).
+#[test]
+fn a_full_table_drops_its_oldest_half_open_flow() {
+    let now = std::time::Instant::now();
+    let cfg = conn_cfg(now);
+    let key = shared("k");
+    let ids: Arc<[ServerIdentity]> = vec![key.server_identity()].into();
+    // `listener` holds 16 flows.
+    let mut server = listener(cfg.clone(), ids, now, 3);
+    let identity = Arc::new(key.client_identity());
+    let addr = |i: u16| SocketAddr::new([198, 18, 0, 1].into(), 41_000 + i);
+    let mut t = now;
+    let mut open = |server: &mut rawtun::endpoint::Listener, i: u16, t| {
+        let mut c = rawtun::endpoint::Connection::client(
+            cfg.clone(),
+            identity.clone(),
+            client_flow(addr(i)),
+            seed(u64::from(i)),
+            t,
+        )
+        .expect("client");
+        let syn = first_frame(&mut c, t);
+        server.handle_frame(&parse_frame(LinkType::Ethernet, &syn).unwrap(), t);
+    };
+    for i in 0..16 {
+        open(&mut server, i, t);
+        t += Duration::from_millis(10);
+    }
+    assert_eq!(server.connections().count(), 16);
+    for i in 16..20 {
+        open(&mut server, i, t);
+        t += Duration::from_millis(10);
+        assert_eq!(server.connections().count(), 16);
+        assert!(server.connection(&addr(i)).is_some(), "opening {i} refused");
+        assert!(
+            server.connection(&addr(i - 16)).is_none(),
+            "opening {i} did not replace the oldest half-open flow"
+        );
+    }
+    assert_eq!(server.stats().flows_expired, 4);
+    assert_eq!(server.stats().drops.table_full, 0);
+}

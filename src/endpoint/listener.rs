@@ -102,6 +102,9 @@ pub struct Listener {
     timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
     /// Connections that may have something to send, events or a changed deadline.
     ready: Vec<SocketAddr>,
+    /// Flows in the order they were created (some since confirmed or gone): where
+    /// [`Listener::evict_half_open`] looks for the oldest half-open one.
+    opened: VecDeque<(Instant, SocketAddr)>,
     /// The ready connection [`Listener::poll_transmit`] is draining.
     current: Option<SocketAddr>,
     /// The latest time the caller passed in (what "due now" means to `poll_timeout`).
@@ -142,6 +145,7 @@ impl Listener {
             conns: HashMap::new(),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
+            opened: VecDeque::new(),
             current: None,
             clock,
             gate: Gate::new(identities, gate, shared, rng),
@@ -402,6 +406,16 @@ impl Listener {
         let conn = Connection::server(self.cfg.clone(), addrs, seed, now);
         tracing::debug!(peer = %r.src, "new flow");
         self.stats.flows_created += 1;
+        // Forget the openings that are no longer half-open once they outnumber the table.
+        if self.opened.len() > 2 * self.conns.len() + 64 {
+            let conns = &self.conns;
+            self.opened.retain(|(created, peer)| {
+                conns
+                    .get(peer)
+                    .is_some_and(|e| e.created == *created && !e.conn.is_confirmed())
+            });
+        }
+        self.opened.push_back((now, r.src));
         let e = self.conns.entry(r.src).or_insert(Entry {
             conn,
             created: now,
@@ -412,16 +426,20 @@ impl Listener {
     }
 
     /// Drops the oldest connection without a confirmed session; false if there is none.
+    /// Takes the oldest entries of `opened` until one is still half-open, so its cost does
+    /// not grow with the table (a key holder's stream of openings into a full table).
     fn evict_half_open(&mut self) -> bool {
-        let oldest = self
-            .conns
-            .iter()
-            .filter(|(_, e)| !e.conn.is_confirmed())
-            .min_by_key(|(_, e)| e.created)
-            .map(|(peer, _)| *peer);
-        let Some(peer) = oldest else { return false };
-        self.remove(peer, true);
-        true
+        while let Some((created, peer)) = self.opened.pop_front() {
+            let half_open = self
+                .conns
+                .get(&peer)
+                .is_some_and(|e| e.created == created && !e.conn.is_confirmed());
+            if half_open {
+                self.remove(peer, true);
+                return true;
+            }
+        }
+        false
     }
 
     /// Removes a connection, keeping its counters and (if it had a session) reporting it.
@@ -488,8 +506,8 @@ impl Listener {
             self.events.push(ListenerEvent { peer, event });
         }
         // Half-open: no confirmed session yet (a replayed handshake stays here).
-        let stale =
-            !e.conn.is_confirmed() && now.saturating_duration_since(e.created) > HALF_OPEN_LIFETIME;
+        let stale = !e.conn.is_confirmed()
+            && now.saturating_duration_since(e.created) >= HALF_OPEN_LIFETIME;
         if e.conn.is_closed() || stale {
             let evicted = stale && !e.conn.is_closed();
             self.remove(peer, evicted);

@@ -65,6 +65,8 @@ pub(super) struct RateCap {
     stalled_rounds: u32,
     /// The sender ran out of data during the current interval.
     app_limited: bool,
+    /// When `on_tick` last ran (ms): an idle session does not tick.
+    last_tick: u64,
 }
 
 impl RateCap {
@@ -93,6 +95,7 @@ impl RateCap {
     /// Closes the measuring interval if it is long enough, and starts or ends a drain; call
     /// after processing ACKs and on timer ticks. `srtt` is the smoothed RTT (ms).
     pub(super) fn on_tick(&mut self, now: u64, srtt: u32) {
+        let gap = now.saturating_sub(std::mem::replace(&mut self.last_tick, now));
         match self.interval {
             None => self.interval = Some((now, self.delivered)),
             Some((start, at_start)) => {
@@ -132,8 +135,14 @@ impl RateCap {
                 self.min_rtt = (m != u32::MAX).then_some((m, now));
             }
             (None, Some((m, at))) if self.filled && now >= at + WINDOW_MS => {
-                let until = now + PROBE_MS.max(u64::from(m));
-                self.probe = Some((until, u32::MAX));
+                let drain = PROBE_MS.max(u64::from(m));
+                if gap >= drain {
+                    // The session was idle for at least a drain: the queue is gone already,
+                    // so do not throttle the burst that ends the silence.
+                    self.min_rtt = Some((m, now));
+                } else {
+                    self.probe = Some((now + drain, u32::MAX));
+                }
             }
             _ => {}
         }
@@ -261,5 +270,33 @@ mod tests {
         }
         assert_eq!(r.estimates().1, 40);
         assert_eq!(r.cap(), Some(5 * 50_000 * 40 / 4000));
+    }
+
+    #[test]
+    fn an_idle_gap_counts_as_the_drain() {
+        let mut r = RateCap::default();
+        let mut now = 0;
+        r.on_tick(now, 20);
+        while now < 6_000 {
+            interval(&mut r, &mut now, 20, 50_000);
+        }
+        assert!(r.filled);
+        let full = r.cap();
+        // An idle session does not tick: the next tick comes after 5 s of silence, past the
+        // time to re-measure (the queue drained long ago).
+        now += 5_000;
+        r.on_tick(now, 20);
+        assert!(r.probe.is_none(), "a drain at the start of the next burst");
+        assert_eq!(r.cap(), full);
+        // Busy again: the next re-measuring is a window later.
+        let resumed = now;
+        while now < resumed + WINDOW_MS - 100 {
+            interval(&mut r, &mut now, 20, 50_000);
+            assert!(r.probe.is_none());
+        }
+        while now < resumed + WINDOW_MS + 100 {
+            interval(&mut r, &mut now, 20, 50_000);
+        }
+        assert_eq!(r.cap(), Some(FLOOR), "the drain a window after the gap");
     }
 }
