@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-ROWS = ["direct", "rawtun", "kcptun", "kcptun-tcp"]
+ROWS = ["direct", "rawtun", "rawtun-pcap", "kcptun", "kcptun-tcp", "kcptun-tuned", "kcptun-tcp-tuned"]
 GIB = 1 << 30
 
 
@@ -76,8 +76,9 @@ def group(records, meta):
                     "client": round(rss["client_hwm_kib"] / 1024, 1),
                     "server": round(rss["server_hwm_kib"] / 1024, 1),
                 }
-            stats = {r["side"]: r["stats"] for r in pick(records, kind="rawtun-stats", profile=profile)}
-            if row == "rawtun" and stats:
+            stats = {r["side"]: r["stats"] for r in pick(records, kind="rawtun-stats", profile=profile)
+                     if r.get("row", "rawtun") == row}
+            if stats:
                 entry["rawtun_stats"] = stats
             rows[row] = entry
         profiles[profile] = rows
@@ -139,7 +140,7 @@ def markdown(records, meta):
                 cells += ["—", "—"]
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")
-    http_rows = [("backend", "backend alone (server ns, loopback)")] + [(r, r) for r in ("direct", "rawtun")]
+    http_rows = [("backend", "backend alone (server ns, loopback)")] + [(r, r) for r in ("direct", "rawtun", "rawtun-pcap")]
     out += [
         "## HTTP through SOCKS5 (concurrency ramp)",
         "",

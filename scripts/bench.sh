@@ -3,9 +3,12 @@
 # same run, on the same three-namespace link (client ⇄ link ⇄ server, lib/wan.sh):
 #
 #   rows      direct      kernel TCP across the link (no tunnel)
-#             rawtun      rawtun TCP forwards + SOCKS5 (fake TCP, KCP, AEAD)
-#             kcptun      kcptun over UDP (--crypt aes --mode fast3 --nocomp)
+#             rawtun      rawtun TCP forwards + SOCKS5 (fake TCP, KCP, AEAD), AF_PACKET backend
+#             rawtun-pcap the same with network.backend: pcap
+#             kcptun      kcptun over UDP (--crypt aes --mode fast3 --nocomp), its defaults
 #             kcptun-tcp  the same with --tcp (its fake-TCP mode, tcpraw)
+#             kcptun-tuned, kcptun-tcp-tuned  the same two with --sndwnd 4096 --rcvwnd 4096
+#                         (the windows a kcptun user tunes for a fast link)
 #   profiles  clean       kernel bridge in the link namespace, no impairment
 #             wan         rawtun-linkemu --delay 50ms (each way: 100 ms RTT) --loss 1% --rate 100mbit
 #   measures  iperf3 1 and 8 streams, both directions; 1-byte echo p50/p99 (examples/loadgen);
@@ -57,9 +60,9 @@ else
     RAMP=(20 100 500 1000) LOSSES=(0 1 2 5 10)
 fi
 WAN_ARGS=(--seed 1 --delay 50ms --loss 1% --rate 100mbit)
-ROWS=(direct rawtun kcptun kcptun-tcp)
+ROWS=(direct rawtun rawtun-pcap kcptun kcptun-tcp kcptun-tuned kcptun-tcp-tuned)
 IPERF_PORT=5201 ECHO_PORT=7000 HTTP_PORT=8080
-KCP_PORT=29900 KCP_TCP_PORT=29910 # kcptun's echo pair uses +1
+KCP_PORT=29900 KCP_TCP_PORT=29910 # kcptun's echo pair uses +1; the tuned rows +20
 
 trap wan_down EXIT
 trap 'exit 130' INT TERM
@@ -169,9 +172,11 @@ row_up() {
             IPERF_HOST=$SERVER_IP IPERF_TO=$IPERF_PORT ECHO_TO=$SERVER_IP:$ECHO_PORT
             HTTP_URL=http://$SERVER_IP:$HTTP_PORT/
             ;;
-        rawtun)
-            write_configs "$RAWTUN_KEY" "127.0.0.1:15201 127.0.0.1:$IPERF_PORT" \
-                "127.0.0.1:17000 127.0.0.1:$ECHO_PORT"
+        rawtun | rawtun-pcap)
+            local backend=afpacket
+            [[ $row == rawtun-pcap ]] && backend=pcap
+            RAWTUN_BACKEND=$backend write_configs "$RAWTUN_KEY" \
+                "127.0.0.1:15201 127.0.0.1:$IPERF_PORT" "127.0.0.1:17000 127.0.0.1:$ECHO_PORT"
             rm -f "$WORK"/*-stats.json
             if ! start_daemons "$BIN" 1080 15201 17000; then
                 NA_REASON="rawtun did not start (see logs)"
@@ -181,13 +186,14 @@ row_up() {
             IPERF_HOST=127.0.0.1 IPERF_TO=15201 ECHO_TO=127.0.0.1:17000
             HTTP_URL=http://127.0.0.1:$HTTP_PORT/ SOCKS=127.0.0.1:1080
             ;;
-        kcptun | kcptun-tcp)
+        kcptun | kcptun-tcp | kcptun-tuned | kcptun-tcp-tuned)
             if ! command -v kcptun-server >/dev/null; then
                 NA_REASON="kcptun not installed"
                 return 1
             fi
             local base=$KCP_PORT flag=()
-            [[ $row == kcptun-tcp ]] && base=$KCP_TCP_PORT flag=(--tcp)
+            [[ $row == kcptun-tcp* ]] && base=$KCP_TCP_PORT flag=(--tcp)
+            [[ $row == *-tuned ]] && base=$((base + 20)) flag+=(--sndwnd 4096 --rcvwnd 4096)
             if ! kcptun_pair "$row" "$base" "$IPERF_PORT" 25201 "${flag[@]}"; then
                 NA_REASON="$row did not start: $(tail -c 300 "$OUT/logs/$row-client.log" | tr '\n"' ' ')"
                 return 1
@@ -202,10 +208,10 @@ row_up() {
 row_down() {
     local row=$1 profile=$2
     ((${#DAEMONS[@]} + ${#EXTRA_PIDS[@]} == 0)) || stop_pids "${DAEMONS[@]}" "${EXTRA_PIDS[@]}"
-    if [[ $row == rawtun ]]; then # final counters and log lines are written on SIGTERM
+    if [[ $row == rawtun* ]]; then # final counters and log lines are written on SIGTERM
         for side in client server; do
-            [[ -f $WORK/$side.log ]] && cp "$WORK/$side.log" "$OUT/logs/rawtun-$profile-$side.log"
-            [[ -f $WORK/$side-stats.json ]] && record "{\"kind\": \"rawtun-stats\", \"profile\": \"$profile\", \"side\": \"$side\"}" \
+            [[ -f $WORK/$side.log ]] && cp "$WORK/$side.log" "$OUT/logs/$row-$profile-$side.log"
+            [[ -f $WORK/$side-stats.json ]] && record "{\"kind\": \"rawtun-stats\", \"profile\": \"$profile\", \"row\": \"$row\", \"side\": \"$side\"}" \
                 "{\"stats\": $(cat "$WORK/$side-stats.json")}"
         done
     fi
@@ -262,7 +268,7 @@ measure_row() { # measure_row PROFILE ROW
     record "{\"kind\": \"echo\", \"profile\": \"$profile\", \"row\": \"$row\"}" "$out"
     case $row in
         direct) http_ramp "$profile" "$row" "$CLIENT_NS" "$HTTP_URL" ;;
-        rawtun)
+        rawtun | rawtun-pcap)
             http_ramp "$profile" "$row" "$CLIENT_NS" "$HTTP_URL" "$SOCKS"
             [[ -n ${DAEMONS[0]:-} && -r /proc/${DAEMONS[0]}/status ]] &&
                 record "{\"kind\": \"rss-after-http\", \"profile\": \"$profile\", \"row\": \"$row\",
