@@ -684,7 +684,7 @@ fn a_full_table_drops_its_oldest_half_open_flow() {
     let identity = Arc::new(key.client_identity());
     let addr = |i: u16| SocketAddr::new([198, 18, 0, 1].into(), 41_000 + i);
     let mut t = now;
-    let mut open = |server: &mut rawtun::endpoint::Listener, i: u16, t| {
+    let open = |server: &mut rawtun::endpoint::Listener, i: u16, t| {
         let mut c = rawtun::endpoint::Connection::client(
             cfg.clone(),
             identity.clone(),
