@@ -25,7 +25,10 @@ pub struct Plan {
     /// Streams to open, in order.
     pub opens: Vec<OpenRequest>,
     /// Bytes written into each stream right after its OPEN: `(first n streams, bytes)`,
-    /// then `rest` bytes into every other stream.
+    /// then `rest` bytes into every other stream. The other streams are opened only once
+    /// the heavy streams' bytes have gone out (or their streams were reset), so the heavy
+    /// bytes reach the server first however fast the path and the CPUs are (the mux would
+    /// otherwise share the link among thousands of streams and the heavy ones trickle).
     pub heavy: (usize, usize),
     pub rest: usize,
     /// Opens per loop turn (the pace of the flood).
@@ -114,6 +117,9 @@ pub fn run(client_config: &Path, plan: Plan) -> Report {
     let heavy_chunk = vec![0x5a; plan.heavy.1];
     let rest_chunk = vec![0xa5; plan.rest];
     let mut first_result: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    // Heavy streams' bytes not yet framed, by stream.
+    let mut heavy_unsent: std::collections::HashMap<u32, usize> = Default::default();
+    let mut first_open: Option<Instant> = None;
     let give_up = start + Duration::from_secs(30);
     loop {
         let now = Instant::now();
@@ -172,7 +178,18 @@ pub fn run(client_config: &Path, plan: Plan) -> Report {
                         report.results[code] += 1;
                     }
                 }
-                ConnEvent::Stream(MuxEvent::Reset { .. }) => report.resets += 1,
+                ConnEvent::Stream(MuxEvent::Reset { id }) => {
+                    report.resets += 1;
+                    heavy_unsent.remove(&id);
+                }
+                ConnEvent::Stream(MuxEvent::Sent { id, bytes }) => {
+                    if let Some(left) = heavy_unsent.get_mut(&id) {
+                        *left = left.saturating_sub(bytes);
+                        if *left == 0 {
+                            heavy_unsent.remove(&id);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -184,6 +201,11 @@ pub fn run(client_config: &Path, plan: Plan) -> Report {
                 let Some(req) = plan.opens.get(next_open) else {
                     break;
                 };
+                // (At most 10 s: the flood goes on even if some heavy bytes never leave.)
+                let heavy_gate = first_open.is_none_or(|t| now < t + Duration::from_secs(10));
+                if next_open >= plan.heavy.0 && !heavy_unsent.is_empty() && heavy_gate {
+                    break;
+                }
                 let mut header = Vec::new();
                 req.encode(&mut header);
                 let Some(id) = conn.open_stream(&header) else {
@@ -196,9 +218,13 @@ pub fn run(client_config: &Path, plan: Plan) -> Report {
                 };
                 if !chunk.is_empty() && conn.stream_write(id, chunk) {
                     report.bytes_written += chunk.len() as u64;
+                    if next_open < plan.heavy.0 {
+                        heavy_unsent.insert(id, chunk.len());
+                    }
                 }
                 next_open += 1;
                 report.opened += 1;
+                first_open.get_or_insert(now);
                 if next_open == plan.opens.len() {
                     last_open = Some(now);
                 }
