@@ -7,8 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-ROWS = ["direct", "rawtun", "rawtun-pcap", "kcptun", "kcptun-tcp", "kcptun-tuned", "kcptun-tcp-tuned"]
+ROWS = ["direct", "rawtun", "rawtun-pcap", "rawtun-bypass", "kcptun", "kcptun-tcp", "kcptun-tuned", "kcptun-tcp-tuned"]
 GIB = 1 << 30
+
+
+def measured(records):
+    """The rows this run measured (bench.sh --rows picks some), in ROWS order."""
+    seen = {r.get("row") for r in records}
+    return [row for row in ROWS if row in seen]
 
 
 def load(out):
@@ -43,7 +49,7 @@ def group(records, meta):
     profiles = {}
     for profile in sorted({r["profile"] for r in records if "profile" in r and r["profile"] != "backend"}):
         rows = {}
-        for row in ROWS:
+        for row in measured(records):
             na = one(records, kind="na", profile=profile, row=row)
             entry = {}
             if na:
@@ -117,7 +123,7 @@ def markdown(records, meta):
             "| row | 1× ↑ | 1× ↓ | 8× ↑ | 8× ↓ | echo p50 | echo p99 | CPU s/GiB client / server | peak RSS client / server |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for row in ROWS:
+        for row in measured(records):
             na = one(records, kind="na", profile=profile, row=row)
             it = {(r["streams"], r["dir"]): r for r in pick(records, kind="iperf", profile=profile, row=row)}
             if na and not it:
@@ -140,7 +146,9 @@ def markdown(records, meta):
                 cells += ["—", "—"]
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")
-    http_rows = [("backend", "backend alone (server ns, loopback)")] + [(r, r) for r in ("direct", "rawtun", "rawtun-pcap")]
+    http_rows = [("backend", "backend alone (server ns, loopback)")] + [
+        (r, r) for r in ("direct", "rawtun", "rawtun-pcap", "rawtun-bypass") if r in measured(records)
+    ]
     out += [
         "## HTTP through SOCKS5 (concurrency ramp)",
         "",

@@ -5,6 +5,8 @@
 #   rows      direct      kernel TCP across the link (no tunnel)
 #             rawtun      rawtun TCP forwards + SOCKS5 (fake TCP, KCP, AEAD), AF_PACKET backend
 #             rawtun-pcap the same with network.backend: pcap
+#             rawtun-bypass  AF_PACKET with network.afpacket.qdisc_bypass (not in the default
+#                         rows: pick it with --rows)
 #             kcptun      kcptun over UDP (--crypt aes --mode fast3 --nocomp), its defaults
 #             kcptun-tcp  the same with --tcp (its fake-TCP mode, tcpraw)
 #             kcptun-tuned, kcptun-tcp-tuned  the same two with --sndwnd 4096 --rcvwnd 4096
@@ -16,11 +18,12 @@
 #             CPU seconds per GiB and peak RSS; a loss sweep (0..10% at 50 ms RTT, 100 mbit)
 #
 # Writes bench-results/<timestamp>/{results.json,results.md,loss.svg,raw.jsonl,logs/} and
-# copies results.{json,md} and loss.svg to docs/bench/. Needs root. Options:
+# copies results.{json,md} and loss.svg to docs/bench/ (full runs only). Needs root. Options:
 #   --quick                  short runs and a reduced ramp/sweep (for testing this script)
 #   --profile clean|wan|all  which profiles to run (default all); the sweep runs with wan/all
 #   --no-sweep               skip the loss sweep
 #   --no-build               use the binaries already in target/release
+#   --rows a,b,...           measure only these rows (default: all but rawtun-bypass)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/lib/topology.sh
@@ -30,11 +33,12 @@ source "$HERE/lib/wan.sh"
 need_root "$@"
 
 QUICK=0
+ROWS_ARG=
 PROFILES=all
 SWEEP=1
 BUILD=1
 usage() {
-    echo "usage: $0 [--quick] [--profile clean|wan|all] [--no-sweep] [--no-build]" >&2
+    echo "usage: $0 [--quick] [--profile clean|wan|all] [--no-sweep] [--no-build] [--rows a,b,...]" >&2
     exit 64
 }
 while (($#)); do
@@ -46,6 +50,10 @@ while (($#)); do
             ;;
         --no-sweep) SWEEP=0 && shift ;;
         --no-build) BUILD=0 && shift ;;
+        --rows)
+            [[ $# -ge 2 ]] || usage
+            ROWS_ARG=$2 && shift 2
+            ;;
         *) usage ;;
     esac
 done
@@ -61,6 +69,15 @@ else
 fi
 WAN_ARGS=(--seed 1 --delay 50ms --loss 1% --rate 100mbit)
 ROWS=(direct rawtun rawtun-pcap kcptun kcptun-tcp kcptun-tuned kcptun-tcp-tuned)
+if [[ -n $ROWS_ARG ]]; then
+    IFS=, read -r -a ROWS <<<"$ROWS_ARG"
+    for row in "${ROWS[@]}"; do
+        case $row in
+            direct | rawtun | rawtun-pcap | rawtun-bypass | kcptun | kcptun-tcp | kcptun-tuned | kcptun-tcp-tuned) ;;
+            *) echo "unknown row: $row" >&2 && usage ;;
+        esac
+    done
+fi
 IPERF_PORT=5201 ECHO_PORT=7000 HTTP_PORT=8080
 KCP_PORT=29900 KCP_TCP_PORT=29910 # kcptun's echo pair uses +1; the tuned rows +20
 
@@ -172,10 +189,11 @@ row_up() {
             IPERF_HOST=$SERVER_IP IPERF_TO=$IPERF_PORT ECHO_TO=$SERVER_IP:$ECHO_PORT
             HTTP_URL=http://$SERVER_IP:$HTTP_PORT/
             ;;
-        rawtun | rawtun-pcap)
-            local backend=afpacket
+        rawtun | rawtun-pcap | rawtun-bypass)
+            local backend=afpacket bypass=
             [[ $row == rawtun-pcap ]] && backend=pcap
-            RAWTUN_BACKEND=$backend write_configs "$RAWTUN_KEY" \
+            [[ $row == rawtun-bypass ]] && bypass=true
+            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass write_configs "$RAWTUN_KEY" \
                 "127.0.0.1:15201 127.0.0.1:$IPERF_PORT" "127.0.0.1:17000 127.0.0.1:$ECHO_PORT"
             rm -f "$WORK"/*-stats.json
             if ! start_daemons "$BIN" 1080 15201 17000; then
@@ -268,7 +286,7 @@ measure_row() { # measure_row PROFILE ROW
     record "{\"kind\": \"echo\", \"profile\": \"$profile\", \"row\": \"$row\"}" "$out"
     case $row in
         direct) http_ramp "$profile" "$row" "$CLIENT_NS" "$HTTP_URL" ;;
-        rawtun | rawtun-pcap)
+        rawtun | rawtun-pcap | rawtun-bypass)
             http_ramp "$profile" "$row" "$CLIENT_NS" "$HTTP_URL" "$SOCKS"
             [[ -n ${DAEMONS[0]:-} && -r /proc/${DAEMONS[0]}/status ]] &&
                 record "{\"kind\": \"rss-after-http\", \"profile\": \"$profile\", \"row\": \"$row\",
@@ -351,9 +369,14 @@ json.dump(meta, open(sys.argv[1], "w"), indent=1)
 PY
 cp -r "$WORK"/linkemu* "$OUT/logs/" 2>/dev/null || true
 python3 "$HERE/bench-report.py" "$OUT"
-mkdir -p docs/bench
-cp "$OUT/results.json" "$OUT/results.md" "$OUT/loss.svg" docs/bench/
 echo
 cat "$OUT/results.md"
 echo
-echo "== results in $OUT (copied to docs/bench/), $((SECONDS - started)) s"
+# docs/bench holds full runs only: a run of some rows, or a quick one, stays in $OUT.
+if [[ -z $ROWS_ARG ]] && ((!QUICK)) && [[ $PROFILES == all ]]; then
+    mkdir -p docs/bench
+    cp "$OUT/results.json" "$OUT/results.md" "$OUT/loss.svg" docs/bench/
+    echo "== results in $OUT (copied to docs/bench/), $((SECONDS - started)) s"
+else
+    echo "== results in $OUT (a partial run: docs/bench/ left as it was), $((SECONDS - started)) s"
+fi

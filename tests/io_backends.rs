@@ -23,6 +23,9 @@ use rawtun::sys;
 enum Backend {
     Pcap,
     AfPacket,
+    /// AF_PACKET with `PACKET_QDISC_BYPASS`, A sending through `queue`/`flush` (batches of
+    /// `TX_BATCH` frames per `sendmmsg`, and partial batches at each flush).
+    AfPacketBatched,
 }
 
 type Handles = (Vec<Box<dyn PacketRx>>, Box<dyn PacketTx>, LinkType);
@@ -38,14 +41,14 @@ fn open(backend: Backend, interface: &str, filter: String) -> Result<Handles, Io
             let (rx, tx, link) = open_pcap(&opts)?;
             Ok((vec![Box::new(rx)], Box::new(tx), link))
         }
-        Backend::AfPacket => {
+        Backend::AfPacket | Backend::AfPacketBatched => {
             let opened = open_afpacket(&AfPacketOptions {
                 interface: interface.to_owned(),
                 filter,
                 ring: RingSpec::with_bytes(4 << 20),
                 rings: 2,
                 senders: 1,
-                qdisc_bypass: false,
+                qdisc_bypass: backend == Backend::AfPacketBatched,
             })?;
             let rxs = opened
                 .rx
@@ -231,6 +234,7 @@ fn between_namespaces(backend: Backend) {
     let ns = Namespaces::create(match backend {
         Backend::Pcap => "p",
         Backend::AfPacket => "f",
+        Backend::AfPacketBatched => "m",
     });
 
     let (mac_tx, mac_rx) = mpsc::channel();
@@ -249,14 +253,27 @@ fn between_namespaces(backend: Backend) {
         let mac_a = sys::interface_mac("rta").unwrap();
         let mac_b = mac_rx.recv_timeout(DEADLINE).expect("B is ready");
         let mut expected = Vec::new();
+        let batched = backend == Backend::AfPacketBatched;
+        let send = |tx: &mut Box<dyn PacketTx>, frame: &[u8]| {
+            if batched {
+                tx.queue(frame).expect("queued");
+            } else {
+                tx.send(frame).unwrap();
+            }
+        };
         for n in 0..FRAMES {
             let frame = tcp_frame(mac_b, mac_a, TUNNEL_PORT, n);
-            tx.send(&frame).unwrap();
+            send(&mut tx, &frame);
             expected.push(frame);
             if n % 10 == 0 {
-                tx.send(&tcp_frame(mac_b, mac_a, OTHER_PORT, n)).unwrap();
+                send(&mut tx, &tcp_frame(mac_b, mac_a, OTHER_PORT, n));
+            }
+            // Flush at a period prime to the batch size: full and partial batches.
+            if batched && n % 97 == 96 {
+                tx.flush().expect("flushed");
             }
         }
+        tx.flush().expect("flushed");
         let mut buf = vec![0u8; 65535];
         let mut own = 0;
         let start = Instant::now();
@@ -301,4 +318,10 @@ fn pcap_between_namespaces() {
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn afpacket_between_namespaces() {
     between_namespaces(Backend::AfPacket);
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn afpacket_batched_sends_with_qdisc_bypass_between_namespaces() {
+    between_namespaces(Backend::AfPacketBatched);
 }

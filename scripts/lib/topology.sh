@@ -115,10 +115,16 @@ firewall_up() {
         --local "$CLIENT_IP" >/dev/null
 }
 
+# The network.afpacket section when RAWTUN_QDISC_BYPASS is set (nothing otherwise).
+qdisc_bypass_yaml() {
+    [[ -n ${RAWTUN_QDISC_BYPASS:-} ]] || return 0
+    printf '  afpacket:\n    qdisc_bypass: %s\n' "$RAWTUN_QDISC_BYPASS"
+}
+
 # write_configs KEY FORWARD_LINES: server.yaml and client.yaml in $WORK. FORWARD_LINES is
 # a list of "LISTEN TARGET [PROTOCOL]" lines for the client's forwards (PROTOCOL: tcp,
 # the default, or udp). RAWTUN_BACKEND (afpacket, the default, or pcap) picks the packet
-# backend of both daemons.
+# backend of both daemons; RAWTUN_QDISC_BYPASS=true sets network.afpacket.qdisc_bypass.
 write_configs() {
     local key=$1
     shift
@@ -130,6 +136,7 @@ listen:
   addr: ":$PORT"
 network:
   backend: ${RAWTUN_BACKEND:-afpacket}
+$(qdisc_bypass_yaml)
   interface: "$SERVER_IF"
   ipv4:
     addr: "$SERVER_IP:$PORT"
@@ -160,6 +167,7 @@ YAML
         done
         echo "network:"
         echo "  backend: ${RAWTUN_BACKEND:-afpacket}"
+        qdisc_bypass_yaml
         echo "  interface: \"$CLIENT_IF\""
         echo "  ipv4:"
         echo "    addr: \"$CLIENT_IP:0\""

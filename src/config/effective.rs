@@ -3,11 +3,11 @@
 
 use super::net::{mac_string, tcp_flags_string};
 use super::raw::{
-    RawAddr, RawClient, RawConfig, RawFirewall, RawForward, RawIdentity, RawIp, RawKcp, RawLimits,
-    RawLog, RawMetrics, RawNetwork, RawPcap, RawPerformance, RawServer, RawSocks5, RawTargets,
-    RawTcp, RawTimeouts, RawTransport, Switch, Switchable,
+    RawAddr, RawAfPacket, RawClient, RawConfig, RawFirewall, RawForward, RawIdentity, RawIp,
+    RawKcp, RawLimits, RawLog, RawMetrics, RawNetwork, RawPcap, RawPerformance, RawServer,
+    RawSocks5, RawTargets, RawTcp, RawTimeouts, RawTransport, Switch, Switchable,
 };
-use super::{AddrConfig, Config, Role, TransportProtocol};
+use super::{AddrConfig, Backend, Config, Role, TransportProtocol};
 
 /// Shown instead of a secret key.
 pub(super) const REDACTED: &str = "<redacted>";
@@ -76,6 +76,9 @@ pub(super) fn to_yaml(c: &Config) -> String {
                 sockbuf: int(c.network.pcap_sockbuf),
             }),
             backend: Some(c.network.backend.as_str().to_owned()),
+            afpacket: (c.network.backend == Backend::AfPacket).then_some(RawAfPacket {
+                qdisc_bypass: Some(c.network.qdisc_bypass),
+            }),
             nat: client.then(|| Switchable::Text(c.network.nat.as_str().to_owned())),
         }),
         transport: Some(RawTransport {

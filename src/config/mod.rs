@@ -205,6 +205,11 @@ pub struct Network {
     pub pcap_sockbuf: usize,
     /// Packet I/O backend.
     pub backend: Backend,
+    /// `network.afpacket.qdisc_bypass`: AF_PACKET frames skip the interface's queueing
+    /// discipline (`PACKET_QDISC_BYPASS`). Off by default: it is faster, but no traffic
+    /// shaping, fq pacing or qdisc statistics apply to rawtun's frames, and a full device
+    /// queue drops frames instead of queueing them.
+    pub qdisc_bypass: bool,
     /// Client: whether it is behind NAT (opening proofs are then not bound to its address).
     pub nat: Nat,
 }

@@ -123,7 +123,16 @@ pub(super) struct RawNetwork {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub afpacket: Option<RawAfPacket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nat: Option<Switchable>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAfPacket {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qdisc_bypass: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

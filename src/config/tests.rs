@@ -43,8 +43,11 @@ fn minimal_client_gets_all_defaults() {
     assert_eq!(t.idle, Duration::from_secs(60));
     assert!(c.firewall.auto);
     assert!(c.performance.packet_workers >= 1 && c.performance.packet_workers <= 64);
+    assert!(!c.network.qdisc_bypass);
     let pcap = with(CLIENT, "network:\n  backend: pcap\n").expect("valid");
     assert_eq!(pcap.network.backend, Backend::Pcap);
+    let bypass = with(CLIENT, "network:\n  afpacket:\n    qdisc_bypass: true\n").expect("valid");
+    assert!(bypass.network.qdisc_bypass);
     let s = with(SERVER, "").expect("valid");
     assert_eq!(s.network.pcap_sockbuf, 8 << 20);
     assert_eq!(s.listen, Some("0.0.0.0:9999".parse().unwrap()));
@@ -143,6 +146,7 @@ fn other_refusals() {
     let cases = [
         (CLIENT, "log:\n  level: loud\n", "log.level"),
         (CLIENT, "network:\n  backend: xdp\n", "network.backend"),
+        (CLIENT, "network:\n  backend: pcap\n  afpacket:\n    qdisc_bypass: true\n", "network.afpacket.qdisc_bypass"),
         (CLIENT, "network:\n  interface: \"a very long name\"\n", "network.interface"),
         (CLIENT, "network:\n  tcp:\n    remote_flag: []\n", "network.tcp.remote_flag"),
         (CLIENT, "network:\n  tcp:\n    remote_flag:\n      - PA\n      - N\n", "network.tcp.remote_flag[1]"),

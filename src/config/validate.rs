@@ -361,6 +361,13 @@ fn network(
             ))
         }
     };
+    let qdisc_bypass = raw.afpacket.and_then(|a| a.qdisc_bypass).unwrap_or(false);
+    if qdisc_bypass && backend != Backend::AfPacket {
+        return Err(ctx.err(
+            "network.afpacket.qdisc_bypass",
+            "needs network.backend: afpacket (libpcap always sends through the qdisc)",
+        ));
+    }
     Ok(Network {
         interface,
         ipv4,
@@ -368,6 +375,7 @@ fn network(
         tcp,
         pcap_sockbuf,
         backend,
+        qdisc_bypass,
         nat,
     })
 }

@@ -313,7 +313,7 @@ fn open_backend(
                 ring: io::RingSpec::with_bytes(cfg.network.pcap_sockbuf),
                 rings: senders,
                 senders,
-                qdisc_bypass: false,
+                qdisc_bypass: cfg.network.qdisc_bypass,
             })?;
             let rxs = opened
                 .rx

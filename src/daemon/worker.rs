@@ -19,7 +19,7 @@ use crate::endpoint::{
     ConnConfig, ConnEvent, ConnTotals, Connection, Listener, ListenerEvent, MAX_FRAME,
 };
 use crate::faketcp::FlowAddrs;
-use crate::io::PacketTx;
+use crate::io::{PacketTx, SendFailure};
 use crate::mux::{Bound, MuxEvent, StreamId};
 use crate::proxy::{LimitCounters, SessionBudget};
 use crate::tunnel::{ConnectResult, OpenRequest, Protocol};
@@ -704,26 +704,28 @@ impl Worker {
         let buf = &mut self.buf;
         let tx = &mut self.tx;
         let send_errors = &mut self.send_errors;
-        let mut send = |frame: &[u8]| {
-            if let Err(e) = tx.send(frame) {
-                *send_errors += 1;
-                tracing::debug!(error = %e, "send failed");
+        let mut count = |r: Result<(), SendFailure>| {
+            if let Err(f) = r {
+                *send_errors += f.frames as u64;
+                tracing::debug!(error = %f.error, frames = f.frames, "send failed");
             }
         };
         match &mut self.role {
             Role::Server(l, _) => {
                 while let Some(r) = l.poll_transmit(now, buf) {
-                    send(&buf[r]);
+                    count(tx.queue(&buf[r]));
                 }
             }
             Role::Client(cs) => {
                 for conn in cs.slots.iter_mut().filter_map(|s| s.conn.as_mut()) {
                     while let Some(r) = conn.poll_transmit(now, buf) {
-                        send(&buf[r]);
+                        count(tx.queue(&buf[r]));
                     }
                 }
             }
         }
+        // Whatever the backend batched goes out now: nothing waits past this pass.
+        count(tx.flush());
     }
 
     fn dispatch_events(&mut self) {

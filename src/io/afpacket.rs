@@ -1,7 +1,7 @@
 //! The AF_PACKET backend: capture from a TPACKET_V3 receive ring, one ring per packet
 //! worker, all of them in one `PACKET_FANOUT` group (the kernel's flow hash keeps a flow on
-//! one ring), with the tunnel's BPF filter attached in the kernel; injection with one
-//! `sendto` per frame on a socket that never receives.
+//! one ring), with the tunnel's BPF filter attached in the kernel; injection on a socket
+//! that never receives, in batches of up to [`TX_BATCH`] frames per `sendmmsg` call.
 //!
 //! Opened by [`open_afpacket`]. Compared with libpcap it saves a library layer and a copy
 //! of the ring into libpcap's buffer, lets several threads capture at once (fanout), and
@@ -23,7 +23,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{IoError, LinkType, PacketRx, PacketTx, RxStats};
+use super::{IoError, LinkType, PacketRx, PacketTx, RxStats, SendFailure};
 
 // linux/if_packet.h and linux/if_ether.h (stable kernel ABI).
 const SOL_PACKET: libc::c_int = 263;
@@ -158,12 +158,21 @@ pub struct AfPacketRx {
 // `drop`); moving it to another thread moves that exclusive ownership along.
 unsafe impl Send for AfPacketRx {}
 
-/// An injection socket: bound to no protocol, so it never receives.
+/// An injection socket: bound to no protocol, so it never receives. Frames given to
+/// [`PacketTx::queue`] wait in `batch` (at most [`TX_BATCH`] of them) and go to the kernel
+/// in one `sendmmsg` call.
 pub struct AfPacketTx {
     fd: OwnedFd,
     ifindex: i32,
     link: LinkType,
+    /// Queued frames back to back; `ends[i]` is where frame `i` ends. Both keep their
+    /// capacity, so queueing allocates nothing once the first batches went out.
+    batch: Vec<u8>,
+    ends: Vec<usize>,
 }
+
+/// Frames sent per `sendmmsg` call at most.
+pub const TX_BATCH: usize = 32;
 
 /// Opens `opts.rings` receive rings in one fanout group and `opts.senders` injection
 /// sockets on `opts.interface`.
@@ -191,7 +200,13 @@ pub fn open_afpacket(opts: &AfPacketOptions) -> Result<AfPacket, IoError> {
         if opts.qdisc_bypass {
             setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, &1i32).map_err(open_err)?;
         }
-        tx.push(AfPacketTx { fd, ifindex, link });
+        tx.push(AfPacketTx {
+            fd,
+            ifindex,
+            link,
+            batch: Vec::with_capacity(TX_BATCH * 1600),
+            ends: Vec::with_capacity(TX_BATCH),
+        });
     }
     Ok(AfPacket { rx, tx, link })
 }
@@ -700,9 +715,10 @@ impl Drop for AfPacketRx {
     }
 }
 
-impl PacketTx for AfPacketTx {
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        let protocol = match self.link {
+impl AfPacketTx {
+    /// The link-layer protocol of a frame, for its `sockaddr_ll`.
+    fn protocol(&self, frame: &[u8]) -> io::Result<u16> {
+        Ok(match self.link {
             LinkType::Ethernet => match frame.get(12..14) {
                 Some(t) => u16::from_be_bytes([t[0], t[1]]),
                 None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "short frame")),
@@ -711,8 +727,139 @@ impl PacketTx for AfPacketTx {
                 Some(6) => ETH_P_IPV6,
                 _ => ETH_P_IP,
             },
+        })
+    }
+
+    /// Waits up to a millisecond for room in the socket's send buffer (the socket is
+    /// non-blocking, so a full device queue never stalls a worker for long).
+    fn wait_writable(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
         };
-        let sa = sockaddr(self.ifindex, protocol);
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 1) > 0 }
+    }
+
+    /// Sends the queued frames with as few `sendmmsg` calls as the kernel allows and
+    /// empties the batch. A frame the kernel refuses (e.g. EMSGSIZE) is skipped and the
+    /// rest still go; when the send buffer stays full for a millisecond, the rest are
+    /// dropped (counted by the worker; KCP resends them).
+    fn send_batch(&mut self) -> Result<(), SendFailure> {
+        let n = self.ends.len();
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: sockaddr_ll, iovec and mmsghdr are plain old data; all-zero is valid.
+        let mut addrs: [libc::sockaddr_ll; TX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut iovs: [libc::iovec; TX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
+        let mut lost = 0usize;
+        let mut error = None;
+        // Frames with no usable header are dropped here; the rest are packed in order.
+        let mut count = 0usize;
+        let mut start = 0usize;
+        for i in 0..n {
+            let end = self.ends[i];
+            let frame = &self.batch[start..end];
+            match self.protocol(frame) {
+                Ok(protocol) => {
+                    addrs[count] = sockaddr(self.ifindex, protocol);
+                    iovs[count] = libc::iovec {
+                        iov_base: frame.as_ptr() as *mut libc::c_void,
+                        iov_len: frame.len(),
+                    };
+                    count += 1;
+                }
+                Err(e) => {
+                    lost += 1;
+                    error = Some(e);
+                }
+            }
+            start = end;
+        }
+        for i in 0..count {
+            let hdr = &mut msgs[i].msg_hdr;
+            hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_ll).cast();
+            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            hdr.msg_iov = &mut iovs[i];
+            hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0usize;
+        while sent < count {
+            // SAFETY: `msgs[sent..count]` are initialised headers whose name and iovec
+            // pointers refer to `addrs`, `iovs` and `self.batch`, all alive and unchanged
+            // for the call; the kernel only reads them (and writes each `msg_len`).
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs[sent..count].as_mut_ptr(),
+                    (count - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if rc > 0 {
+                sent += rc as usize;
+                continue;
+            }
+            if rc == 0 {
+                // Not expected for a non-empty batch; never spin on it.
+                lost += count - sent;
+                error = Some(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "sendmmsg sent nothing",
+                ));
+                break;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
+                    if !self.wait_writable() {
+                        lost += count - sent;
+                        error = Some(e);
+                        break;
+                    }
+                }
+                // This frame is refused; the ones after it may still go.
+                _ => {
+                    lost += 1;
+                    sent += 1;
+                    error = Some(e);
+                }
+            }
+        }
+        self.batch.clear();
+        self.ends.clear();
+        match error {
+            Some(error) if lost > 0 => Err(SendFailure {
+                frames: lost,
+                error,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl PacketTx for AfPacketTx {
+    fn queue(&mut self, frame: &[u8]) -> Result<(), SendFailure> {
+        self.batch.extend_from_slice(frame);
+        self.ends.push(self.batch.len());
+        if self.ends.len() >= TX_BATCH {
+            return self.send_batch();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SendFailure> {
+        self.send_batch()
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let sa = sockaddr(self.ifindex, self.protocol(frame)?);
         loop {
             // SAFETY: `frame` and `sa` are valid for the lengths passed.
             let rc = unsafe {
@@ -731,17 +878,10 @@ impl PacketTx for AfPacketTx {
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
-                // The socket is non-blocking (so a full device queue never stalls a worker
-                // for long): wait a millisecond for room, then report the frame as not
-                // sent (counted by the worker; KCP resends it).
+                // Wait a millisecond for room, then report the frame as not sent (counted
+                // by the worker; KCP resends it).
                 io::ErrorKind::WouldBlock => {
-                    let mut pfd = libc::pollfd {
-                        fd: self.fd.as_raw_fd(),
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    if unsafe { libc::poll(&mut pfd, 1, 1) } <= 0 {
+                    if !self.wait_writable() {
                         return Err(e);
                     }
                 }

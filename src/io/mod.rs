@@ -18,7 +18,9 @@ pub mod mem;
 pub mod pcap;
 
 pub use crate::wire::LinkType;
-pub use afpacket::{open_afpacket, AfPacket, AfPacketOptions, AfPacketRx, AfPacketTx, RingSpec};
+pub use afpacket::{
+    open_afpacket, AfPacket, AfPacketOptions, AfPacketRx, AfPacketTx, RingSpec, TX_BATCH,
+};
 pub use filter::tunnel_filter;
 pub use mem::{mem_pair, LinkModel, LinkStats, MemNetwork, MemRx, MemTx};
 pub use pcap::{open_pcap, IoError, PcapOptions, PcapRx, PcapTx};
@@ -46,8 +48,29 @@ pub trait PacketRx: Send {
     fn stats(&self) -> RxStats;
 }
 
+/// Frames a [`PacketTx`] could not send, and the last reason.
+#[derive(Debug)]
+pub struct SendFailure {
+    /// How many frames were lost (not sent, and not kept for a later try).
+    pub frames: usize,
+    pub error: std::io::Error,
+}
+
 /// The injection side of a packet backend, owned by one packet worker.
 pub trait PacketTx: Send {
     /// Sends one complete link-layer frame.
     fn send(&mut self, frame: &[u8]) -> std::io::Result<()>;
+
+    /// Queues a copy of `frame` to go out with the next [`PacketTx::flush`], or sooner when
+    /// the backend's batch is full (then the frames that failed in that batch are
+    /// reported here). Backends that do not batch send it at once.
+    fn queue(&mut self, frame: &[u8]) -> Result<(), SendFailure> {
+        self.send(frame)
+            .map_err(|error| SendFailure { frames: 1, error })
+    }
+
+    /// Sends every queued frame (in order).
+    fn flush(&mut self) -> Result<(), SendFailure> {
+        Ok(())
+    }
 }
