@@ -204,6 +204,19 @@ fn status_and_metrics_show_counters_moving_during_a_transfer() {
         "capture counters did not move: {s1} {s2}"
     );
     assert!(metric(&m2, "rawtun_capture_received_total") > 0);
+    // Each packet worker has its own row: frames in, drops and send errors.
+    let workers = s2["workers"].as_array().expect("per-worker counters");
+    assert!(!workers.is_empty(), "{s2}");
+    let worker_frames: u64 = workers
+        .iter()
+        .map(|w| w["frames_in"].as_u64().expect("frames_in"))
+        .sum();
+    assert_eq!(
+        worker_frames,
+        s2["totals"]["frames_in"].as_u64().unwrap(),
+        "{s2}"
+    );
+    assert!(worker_frames > 0, "{s2}");
     assert!(
         text(&human).contains(&format!("backend {}", common::backend())),
         "{}",

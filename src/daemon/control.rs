@@ -132,6 +132,34 @@ pub fn render_status(r: &Report) -> String {
             per_ring(|c| c.oversize),
         );
     }
+    if r.workers.len() > 1 || r.workers.iter().any(|w| w.queue_full + w.send_errors > 0) {
+        let _ = writeln!(
+            s,
+            "{:<8} {:>12} {:>12} {:>10} {:>11} {:>10} {:>8} {:>7}",
+            "worker",
+            "frames in",
+            "frames out",
+            "queue full",
+            "send errors",
+            "queue peak",
+            "sessions",
+            "streams"
+        );
+        for (i, w) in r.workers.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{:<8} {:>12} {:>12} {:>10} {:>11} {:>10} {:>8} {:>7}",
+                i,
+                w.frames_in,
+                w.frames_out,
+                w.queue_full,
+                w.send_errors,
+                w.queue_peak,
+                w.sessions_active,
+                w.streams_active
+            );
+        }
+    }
     let drops: Vec<String> = t
         .drops
         .reasons()

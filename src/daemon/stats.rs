@@ -214,6 +214,29 @@ pub struct Report {
     /// what the kernel dropped because the ring was full.
     #[serde(default)]
     pub capture: Vec<CaptureInfo>,
+    /// Per packet worker, in worker order: its frames and its drops (a worker that falls
+    /// behind shows here, not only in the totals).
+    #[serde(default)]
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// One packet worker's counters as `rawtun status` shows them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Frames handed to this worker.
+    pub frames_in: u64,
+    /// Frames it handed to the backend.
+    pub frames_out: u64,
+    /// Frames dropped for it because its queue (the capture thread's) or a flow's lane
+    /// (its own) was full.
+    pub queue_full: u64,
+    /// Frames the backend failed to send for it.
+    pub send_errors: u64,
+    /// Deepest its lanes have been.
+    pub queue_peak: u64,
+    /// Established sessions and open streams now.
+    pub sessions_active: u64,
+    pub streams_active: u64,
 }
 
 /// One capture ring's counters as `rawtun status` shows them.
@@ -316,28 +339,47 @@ impl Stats {
     }
 
     pub fn total(&self) -> Snapshot {
+        self.views(false).0
+    }
+
+    /// The totals and each worker's counters from one look at the workers (so they add
+    /// up), and the live sessions when `sessions`.
+    fn views(&self, sessions: bool) -> (Snapshot, Vec<WorkerInfo>, Vec<SessionInfo>) {
         let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let mut t = Snapshot::default();
-        for v in w.iter() {
+        let mut workers = Vec::with_capacity(w.len());
+        for (i, v) in w.iter().enumerate() {
             t.add(&v.snap);
+            // Counted by the capture thread for this worker.
+            let capture_full = self
+                .capture
+                .get(i)
+                .map_or(0, |c| c.queue_full.load(Ordering::Relaxed));
+            t.queue_full += capture_full;
+            workers.push(WorkerInfo {
+                frames_in: v.snap.frames_in,
+                frames_out: v.snap.frames_out,
+                queue_full: v.snap.queue_full + capture_full,
+                send_errors: v.snap.send_errors,
+                queue_peak: v.snap.queue_peak,
+                sessions_active: v.snap.sessions_active,
+                streams_active: v.snap.streams_active,
+            });
         }
-        t.queue_full += self
-            .capture
-            .iter()
-            .map(|c| c.queue_full.load(Ordering::Relaxed))
-            .sum::<u64>();
-        t
+        let live = if sessions {
+            w.iter().flat_map(|v| v.sessions.iter().cloned()).collect()
+        } else {
+            Vec::new()
+        };
+        (t, workers, live)
     }
 
     pub fn report(&self) -> Report {
-        let sessions = {
-            let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-            w.iter().flat_map(|v| v.sessions.iter().cloned()).collect()
-        };
+        let (totals, workers, sessions) = self.views(true);
         Report {
             role: self.role.to_string(),
             uptime_s: self.started.elapsed().as_secs(),
-            totals: self.total(),
+            totals,
             streams_opened: self.streams_opened.load(Ordering::Relaxed),
             dial_failures: self.dial_failures.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
@@ -346,6 +388,7 @@ impl Stats {
             sessions,
             backend: self.backend.to_owned(),
             capture: self.rings.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            workers,
         }
     }
 
@@ -553,6 +596,36 @@ impl Stats {
                 ("parse_error", t.parse_errors),
             ]),
         );
+        for (name, help, field) in [
+            (
+                "worker_frames_in_total",
+                "Frames handed to each packet worker.",
+                (|w| w.frames_in) as fn(&WorkerInfo) -> u64,
+            ),
+            (
+                "worker_queue_full_total",
+                "Frames dropped because a packet worker's queue or a flow's lane in it was full.",
+                |w| w.queue_full,
+            ),
+            (
+                "worker_send_errors_total",
+                "Frames a packet worker's backend failed to send.",
+                |w| w.send_errors,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP rawtun_{name} {help}\n# TYPE rawtun_{name} counter"
+            );
+            for (i, w) in r.workers.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "rawtun_{name}{{role=\"{}\",worker=\"{i}\"}} {}",
+                    r.role,
+                    field(w)
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "# HELP rawtun_client_sessions Established sessions per client.\n# TYPE rawtun_client_sessions gauge"
@@ -678,6 +751,45 @@ mod tests {
         assert_eq!(t.drops.no_flow, 3);
         assert_eq!((t.sessions_active, t.streams_active), (2, 4));
         assert_eq!((t.rtt_ms, t.queue_peak), (20, 200), "largest, not summed");
+    }
+
+    /// Each worker's counters are shown apart (the capture thread's drops for it added to
+    /// its own), and they add up to the totals.
+    #[test]
+    fn each_worker_shows_its_own_frames_and_drops() {
+        let stats = stats_with(&[busy(1), busy(2)]);
+        stats.count_queue_full(1);
+        stats.count_queue_full(1);
+        let r = stats.report();
+        let w = &r.workers;
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (w[0].frames_in, w[0].queue_full, w[0].send_errors),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            (w[1].frames_in, w[1].queue_full, w[1].send_errors),
+            (2, 4, 2)
+        );
+        assert_eq!(r.totals.queue_full, w[0].queue_full + w[1].queue_full);
+        assert_eq!(r.totals.frames_in, w[0].frames_in + w[1].frames_in);
+        let human = super::super::control::render_status(&r);
+        let row = human
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some("1"))
+            .unwrap_or_else(|| panic!("no row for worker 1:\n{human}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cells[..5], ["1", "2", "2", "4", "2"], "{human}");
+        let text = stats.to_prometheus();
+        assert!(
+            text.contains("rawtun_worker_queue_full_total{role=\"server\",worker=\"1\"} 4"),
+            "{text}"
+        );
+        // A report from an older daemon (no per-worker figures) still reads.
+        let mut old = serde_json::to_value(&r).expect("JSON");
+        old.as_object_mut().expect("object").remove("workers");
+        let back: Report = serde_json::from_value(old).expect("reads");
+        assert!(back.workers.is_empty());
     }
 
     /// Every session counter reaches the stats file under its own name, beside the gauges.

@@ -739,7 +739,9 @@ impl AfPacketTx {
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 1) > 0 }
+        let ready = unsafe { libc::poll(&mut pfd, 1, 1) } > 0;
+        // POLLERR alone is not room: the next send would report that error instead.
+        ready && pfd.revents & libc::POLLOUT != 0
     }
 
     /// Sends the queued frames with as few `sendmmsg` calls as the kernel allows and
@@ -824,7 +826,15 @@ impl AfPacketTx {
                         break;
                     }
                 }
-                // This frame is refused; the ones after it may still go.
+                // The device or interface refuses everything for now (a stopped driver
+                // queue with qdisc bypass: ENOBUFS; the interface down or gone): the rest
+                // of the batch is dropped at once instead of failing one call per frame.
+                _ if device_error(&e) => {
+                    lost += count - sent;
+                    error = Some(e);
+                    break;
+                }
+                // This frame is refused (e.g. EMSGSIZE); the ones after it may still go.
                 _ => {
                     lost += 1;
                     sent += 1;
@@ -844,6 +854,21 @@ impl AfPacketTx {
     }
 }
 
+/// Errors of the device or interface rather than of one frame.
+fn device_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOBUFS | libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
+    )
+}
+
+impl Drop for AfPacketTx {
+    /// The worker flushes after every pass; this only matters for other owners.
+    fn drop(&mut self) {
+        let _ = self.send_batch();
+    }
+}
+
 impl PacketTx for AfPacketTx {
     fn queue(&mut self, frame: &[u8]) -> Result<(), SendFailure> {
         self.batch.extend_from_slice(frame);
@@ -859,6 +884,10 @@ impl PacketTx for AfPacketTx {
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        // Frames queued before this one go first.
+        if let Err(f) = self.send_batch() {
+            tracing::debug!(error = %f.error, frames = f.frames, "queued frames not sent");
+        }
         let sa = sockaddr(self.ifindex, self.protocol(frame)?);
         loop {
             // SAFETY: `frame` and `sa` are valid for the lengths passed.
