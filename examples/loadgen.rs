@@ -5,6 +5,7 @@
 //! ```text
 //! loadgen echo-server ADDR
 //! loadgen echo-client ADDR [--count 1000] [--max-seconds 60]
+//! loadgen idle-client ADDR [--count 10000] [--hold 10] [--parallel 200] [--timeout 60]
 //! loadgen http-server ADDR
 //! loadgen http-client --url http://HOST:PORT/ [--socks5 ADDR] [--concurrency 20]
 //!                     [--duration 5] [--timeout 5]
@@ -13,7 +14,10 @@
 //! The clients print one JSON object on stdout. Everything they do is bounded: the echo
 //! client stops after `--count` round trips or `--max-seconds`, the HTTP client starts no
 //! request after `--duration` and gives every request (SOCKS5 handshake and TCP connect
-//! included) at most `--timeout` seconds. The SOCKS5 support is the client half of RFC 1928
+//! included) at most `--timeout` seconds. The idle client opens `--count` connections (at
+//! most `--parallel` opening at once), proves each one end to end with a 1-byte echo, prints
+//! one JSON line, holds them all open and idle for `--hold` seconds, then closes them;
+//! opening stops after `--timeout` seconds. The SOCKS5 support is the client half of RFC 1928
 //! CONNECT with no authentication, written here so the tool has no proxy dependency.
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first() else {
-        bail!("usage: loadgen echo-server|echo-client|http-server|http-client ...");
+        bail!("usage: loadgen echo-server|echo-client|idle-client|http-server|http-client ...");
     };
     let opts = Opts::parse(&args[1..])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -38,6 +42,7 @@ fn main() -> Result<()> {
         match mode.as_str() {
             "echo-server" => echo_server(opts.positional()?).await,
             "echo-client" => echo_client(&opts).await,
+            "idle-client" => idle_client(&opts).await,
             "http-server" => http_server(opts.positional()?).await,
             "http-client" => http_client(&opts).await,
             other => bail!("unknown mode {other:?}"),
@@ -119,6 +124,56 @@ async fn echo_server(addr: SocketAddr) -> Result<()> {
             }
         });
     }
+}
+
+async fn idle_client(opts: &Opts) -> Result<()> {
+    use std::io::Write as _;
+    let addr = opts.positional()?;
+    let count = opts.number("count", 10000.0)? as usize;
+    let parallel = (opts.number("parallel", 200.0)? as usize).max(1);
+    let hold = Duration::from_secs_f64(opts.number("hold", 10.0)?);
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.number("timeout", 60.0)?);
+    let started = Instant::now();
+    let open_one = move || async move {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, async {
+            let mut sock = TcpStream::connect(addr).await?;
+            let mut byte = [0u8; 1];
+            sock.write_all(b"i").await?;
+            sock.read_exact(&mut byte).await?;
+            anyhow::Ok(sock)
+        })
+        .await
+        .map_err(|_| anyhow!("timed out"))?
+    };
+    let mut socks = Vec::with_capacity(count);
+    let mut failed = 0usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = 0usize;
+    while next < count || !tasks.is_empty() {
+        while next < count && tasks.len() < parallel && Instant::now() < deadline {
+            tasks.spawn(open_one());
+            next += 1;
+        }
+        if next < count && Instant::now() >= deadline {
+            failed += count - next; // never tried: out of time
+            next = count;
+        }
+        match tasks.join_next().await {
+            Some(Ok(Ok(sock))) => socks.push(sock),
+            Some(_) => failed += 1,
+            None => {}
+        }
+    }
+    println!(
+        "{{\"open\": {}, \"failed\": {failed}, \"open_seconds\": {:.1}}}",
+        socks.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(hold).await;
+    drop(socks);
+    Ok(())
 }
 
 async fn echo_client(opts: &Opts) -> Result<()> {

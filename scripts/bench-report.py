@@ -76,6 +76,9 @@ def group(records, meta):
             http = pick(records, kind="http", profile=profile, row=row)
             if http:
                 entry["http"] = [{k: v for k, v in h.items() if k not in ("kind", "profile", "row")} for h in http]
+            idle = one(records, kind="idle-streams", profile=profile, row=row)
+            if idle:
+                entry["idle_streams"] = {k: v for k, v in idle.items() if k not in ("kind", "profile", "row")}
             rss = one(records, kind="rss-after-http", profile=profile, row=row)
             if rss:
                 entry["peak_rss_after_http_mib"] = {
@@ -145,6 +148,28 @@ def markdown(records, meta):
             else:
                 cells += ["—", "—"]
             out.append(f"| {row} | " + " | ".join(cells) + " |")
+        out.append("")
+    idle = [r for r in records if r.get("kind") == "idle-streams"]
+    if idle:
+        out += [
+            "## Idle streams",
+            "",
+            "examples/loadgen idle-client through the echo forward on fresh daemons: every stream proven "
+            "with a 1-byte round trip, then held open and idle; RSS (VmRSS) of each daemon before and "
+            "while they are open, KiB per stream = the rise / streams open.",
+            "",
+            "| profile | row | open / failed | client KiB/stream | server KiB/stream | client / server RSS before → while, MiB |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in idle:
+            n = max(r.get("open", 0), 1)
+            c = (r["client_rss1_kib"] - r["client_rss0_kib"]) / n
+            sv = (r["server_rss1_kib"] - r["server_rss0_kib"]) / n
+            out.append(
+                f"| {r['profile']} | {r['row']} | {r.get('open', 0)} / {r.get('failed', '?')} | {c:.1f} | {sv:.1f} | "
+                f"{r['client_rss0_kib'] / 1024:.0f} → {r['client_rss1_kib'] / 1024:.0f} / "
+                f"{r['server_rss0_kib'] / 1024:.0f} → {r['server_rss1_kib'] / 1024:.0f} |"
+            )
         out.append("")
     http_rows = [("backend", "backend alone (server ns, loopback)")] + [
         (r, r) for r in ("direct", "rawtun", "rawtun-pcap", "rawtun-bypass") if r in measured(records)

@@ -5,8 +5,7 @@
 #   rows      direct      kernel TCP across the link (no tunnel)
 #             rawtun      rawtun TCP forwards + SOCKS5 (fake TCP, KCP, AEAD), AF_PACKET backend
 #             rawtun-pcap the same with network.backend: pcap
-#             rawtun-bypass  AF_PACKET with network.afpacket.qdisc_bypass (not in the default
-#                         rows: pick it with --rows)
+#             rawtun-bypass  AF_PACKET with network.afpacket.qdisc_bypass
 #             kcptun      kcptun over UDP (--crypt aes --mode fast3 --nocomp), its defaults
 #             kcptun-tcp  the same with --tcp (its fake-TCP mode, tcpraw)
 #             kcptun-tuned, kcptun-tcp-tuned  the same two with --sndwnd 4096 --rcvwnd 4096
@@ -15,7 +14,9 @@
 #             wan         rawtun-linkemu --delay 50ms (each way: 100 ms RTT) --loss 1% --rate 100mbit
 #   measures  iperf3 1 and 8 streams, both directions; 1-byte echo p50/p99 (examples/loadgen);
 #             HTTP requests/s through SOCKS5 with a concurrency ramp (rawtun, direct); daemon
-#             CPU seconds per GiB and peak RSS; a loss sweep (0..10% at 50 ms RTT, 100 mbit)
+#             CPU seconds per GiB and peak RSS; a loss sweep (0..10% at 50 ms RTT, 100 mbit);
+#             rawtun rows on the clean link: RSS per idle stream, from 10,000 streams held
+#             open through one session (examples/loadgen idle-client), on fresh daemons
 #
 # Writes bench-results/<timestamp>/{results.json,results.md,loss.svg,raw.jsonl,logs/} and
 # copies results.{json,md} and loss.svg to docs/bench/ (full runs only). Needs root. Options:
@@ -23,7 +24,7 @@
 #   --profile clean|wan|all  which profiles to run (default all); the sweep runs with wan/all
 #   --no-sweep               skip the loss sweep
 #   --no-build               use the binaries already in target/release
-#   --rows a,b,...           measure only these rows (default: all but rawtun-bypass)
+#   --rows a,b,...           measure only these rows (default: all)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/lib/topology.sh
@@ -62,13 +63,13 @@ case $PROFILES in clean) PROFILE_LIST=(clean) ;; wan) PROFILE_LIST=(wan) ;; all)
 
 if ((QUICK)); then
     T=2 SWEEP_T=2 HTTP_T=2 ECHO_COUNT=200 ECHO_MAX=10
-    RAMP=(20 200) LOSSES=(0 5)
+    RAMP=(20 200) LOSSES=(0 5) IDLE_STREAMS=${IDLE_STREAMS:-1000}
 else
     T=5 SWEEP_T=3 HTTP_T=4 ECHO_COUNT=1000 ECHO_MAX=30
-    RAMP=(20 100 500 1000) LOSSES=(0 1 2 5 10)
+    RAMP=(20 100 500 1000) LOSSES=(0 1 2 5 10) IDLE_STREAMS=10000
 fi
 WAN_ARGS=(--seed 1 --delay 50ms --loss 1% --rate 100mbit)
-ROWS=(direct rawtun rawtun-pcap kcptun kcptun-tcp kcptun-tuned kcptun-tcp-tuned)
+ROWS=(direct rawtun rawtun-bypass rawtun-pcap kcptun kcptun-tcp kcptun-tuned kcptun-tcp-tuned)
 if [[ -n $ROWS_ARG ]]; then
     IFS=, read -r -a ROWS <<<"$ROWS_ARG"
     for row in "${ROWS[@]}"; do
@@ -121,6 +122,27 @@ open(sys.argv[1], "a").write(json.dumps(d) + "\n")' "$RAW" "$@"
 # cpu_ticks PID / hwm_kib PID: utime+stime (clock ticks) and VmHWM of a live process.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# idle_streams PROFILE ROW: the daemons' RSS before and while IDLE_STREAMS streams (each
+# proven with a 1-byte echo) are held open and idle through one session; run first on
+# fresh daemons, so memory freed by the bulk runs cannot hide the streams' cost.
+idle_streams() {
+    local profile=$1 row=$2 c0 s0 c1 s1 out pid file=$WORK/idle-client.out
+    c0=$(rss_kib "${DAEMONS[0]}") s0=$(rss_kib "${DAEMONS[1]}")
+    : >"$file"
+    in_client timeout 150 "$LOADGEN" idle-client "$ECHO_TO" --count "$IDLE_STREAMS" --parallel 100 \
+        --hold 5 --timeout 90 >"$file" 2>>"$OUT/logs/idle-client.log" &
+    pid=$!
+    if wait_until 120 test -s "$file"; then
+        c1=$(rss_kib "${DAEMONS[0]}") s1=$(rss_kib "${DAEMONS[1]}")
+        out=$(head -n 1 "$file")
+        echo "   idle streams: $out; RSS client $c0 -> $c1 KiB, server $s0 -> $s1 KiB"
+        record "{\"kind\": \"idle-streams\", \"profile\": \"$profile\", \"row\": \"$row\",
+            \"client_rss0_kib\": $c0, \"client_rss1_kib\": $c1, \"server_rss0_kib\": $s0, \"server_rss1_kib\": $s1}" "$out"
+    fi
+    wait "$pid" || true
+}
 CLK_TCK=$(getconf CLK_TCK)
 
 # stop_pids PID...: SIGTERM, then SIGKILL after 5 s.
@@ -193,7 +215,7 @@ row_up() {
             local backend=afpacket bypass=
             [[ $row == rawtun-pcap ]] && backend=pcap
             [[ $row == rawtun-bypass ]] && bypass=true
-            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass write_configs "$RAWTUN_KEY" \
+            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass RAWTUN_STREAM_LIMIT=$((IDLE_STREAMS * 2)) write_configs "$RAWTUN_KEY" \
                 "127.0.0.1:15201 127.0.0.1:$IPERF_PORT" "127.0.0.1:17000 127.0.0.1:$ECHO_PORT"
             rm -f "$WORK"/*-stats.json
             if ! start_daemons "$BIN" 1080 15201 17000; then
@@ -256,6 +278,7 @@ measure_row() { # measure_row PROFILE ROW
         row_down "$row" "$profile"
         return 0
     fi
+    [[ $row == rawtun* && $profile == clean ]] && idle_streams "$profile" "$row"
     for pid in "${DAEMONS[@]}"; do ticks0+=("$(cpu_ticks "$pid")"); done
     for streams in 1 8; do
         for dir in up down; do

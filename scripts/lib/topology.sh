@@ -124,7 +124,8 @@ qdisc_bypass_yaml() {
 # write_configs KEY FORWARD_LINES: server.yaml and client.yaml in $WORK. FORWARD_LINES is
 # a list of "LISTEN TARGET [PROTOCOL]" lines for the client's forwards (PROTOCOL: tcp,
 # the default, or udp). RAWTUN_BACKEND (afpacket, the default, or pcap) picks the packet
-# backend of both daemons; RAWTUN_QDISC_BYPASS=true sets network.afpacket.qdisc_bypass.
+# backend of both daemons; RAWTUN_QDISC_BYPASS=true sets network.afpacket.qdisc_bypass;
+# RAWTUN_STREAM_LIMIT sets the server's limits.streams_per_session.
 write_configs() {
     local key=$1
     shift
@@ -148,6 +149,7 @@ transport:
 # target policy refuses: open it explicitly.
 targets:
   allow: ["public", "127.0.0.0/8", "::1"]
+$([[ -n ${RAWTUN_STREAM_LIMIT:-} ]] && printf 'limits:\n  streams_per_session: %s\n' "$RAWTUN_STREAM_LIMIT")
 YAML
     {
         echo "role: client"
