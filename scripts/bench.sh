@@ -66,7 +66,7 @@ if ((QUICK)); then
     RAMP=(20 200) LOSSES=(0 5) IDLE_STREAMS=${IDLE_STREAMS:-1000}
 else
     T=5 SWEEP_T=3 HTTP_T=4 ECHO_COUNT=1000 ECHO_MAX=30
-    RAMP=(20 100 500 1000) LOSSES=(0 1 2 5 10) IDLE_STREAMS=10000
+    RAMP=(20 100 500 1000) LOSSES=(0 1 2 5 10) IDLE_STREAMS=${IDLE_STREAMS:-10000}
 fi
 WAN_ARGS=(--seed 1 --delay 50ms --loss 1% --rate 100mbit)
 ROWS=(direct rawtun rawtun-bypass rawtun-pcap kcptun kcptun-tcp kcptun-tuned kcptun-tcp-tuned)
@@ -215,7 +215,7 @@ row_up() {
             local backend=afpacket bypass=
             [[ $row == rawtun-pcap ]] && backend=pcap
             [[ $row == rawtun-bypass ]] && bypass=true
-            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass RAWTUN_STREAM_LIMIT=$((IDLE_STREAMS * 2)) write_configs "$RAWTUN_KEY" \
+            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass RAWTUN_STREAM_LIMIT=$((IDLE_STREAMS > 0 ? IDLE_STREAMS * 2 : 0)) write_configs "$RAWTUN_KEY" \
                 "127.0.0.1:15201 127.0.0.1:$IPERF_PORT" "127.0.0.1:17000 127.0.0.1:$ECHO_PORT"
             rm -f "$WORK"/*-stats.json
             if ! start_daemons "$BIN" 1080 15201 17000; then
@@ -278,7 +278,7 @@ measure_row() { # measure_row PROFILE ROW
         row_down "$row" "$profile"
         return 0
     fi
-    [[ $row == rawtun* && $profile == clean ]] && idle_streams "$profile" "$row"
+    [[ $row == rawtun* && $profile == clean ]] && ((IDLE_STREAMS > 0)) && idle_streams "$profile" "$row"
     for pid in "${DAEMONS[@]}"; do ticks0+=("$(cpu_ticks "$pid")"); done
     for streams in 1 8; do
         for dir in up down; do

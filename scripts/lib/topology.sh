@@ -149,7 +149,7 @@ transport:
 # target policy refuses: open it explicitly.
 targets:
   allow: ["public", "127.0.0.0/8", "::1"]
-$([[ -n ${RAWTUN_STREAM_LIMIT:-} ]] && printf 'limits:\n  streams_per_session: %s\n' "$RAWTUN_STREAM_LIMIT")
+$([[ ${RAWTUN_STREAM_LIMIT:-0} -gt 0 ]] && printf 'limits:\n  streams_per_session: %s\n' "$RAWTUN_STREAM_LIMIT")
 YAML
     {
         echo "role: client"
