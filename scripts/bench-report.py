@@ -121,7 +121,13 @@ def markdown(records, meta):
             "",
             f"iperf3 Mbit/s received, {m['iperf_seconds']} s per run (↑ client→server, ↓ server→client); "
             "echo: 1-byte TCP round trips (ms); CPU: daemon user+system seconds per GiB moved by the "
-            "iperf3 runs; RSS: peak (VmHWM) after them, MiB.",
+            "iperf3 runs; RSS: peak (VmHWM) after them, MiB"
+            + (
+                " (rawtun rows: the daemons' peak since start, which includes the idle-streams step "
+                "below when it ran)."
+                if any(r.get("kind") == "idle-streams" and r.get("profile") == profile for r in records)
+                else "."
+            ),
             "",
             "| row | 1× ↑ | 1× ↓ | 8× ↑ | 8× ↓ | echo p50 | echo p99 | CPU s/GiB client / server | peak RSS client / server |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

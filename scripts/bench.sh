@@ -137,11 +137,26 @@ idle_streams() {
     if wait_until 120 test -s "$file"; then
         c1=$(rss_kib "${DAEMONS[0]}") s1=$(rss_kib "${DAEMONS[1]}")
         out=$(head -n 1 "$file")
-        echo "   idle streams: $out; RSS client $c0 -> $c1 KiB, server $s0 -> $s1 KiB"
-        record "{\"kind\": \"idle-streams\", \"profile\": \"$profile\", \"row\": \"$row\",
-            \"client_rss0_kib\": $c0, \"client_rss1_kib\": $c1, \"server_rss0_kib\": $s0, \"server_rss1_kib\": $s1}" "$out"
     fi
     wait "$pid" || true
+    # A daemon that died leaves no VmRSS line: say so instead of writing broken JSON.
+    if [[ -z ${out:-} || -z $c0 || -z $s0 || -z ${c1:-} || -z ${s1:-} ]]; then
+        echo "   idle streams: n/a (see logs/idle-client.log and the daemons' logs)"
+        return 0
+    fi
+    echo "   idle streams: $out; RSS client $c0 -> $c1 KiB, server $s0 -> $s1 KiB"
+    record "{\"kind\": \"idle-streams\", \"profile\": \"$profile\", \"row\": \"$row\",
+        \"client_rss0_kib\": $c0, \"client_rss1_kib\": $c1, \"server_rss0_kib\": $s0, \"server_rss1_kib\": $s1}" "$out"
+    # The daemons close the streams after loadgen exits: the CPU and throughput runs that
+    # follow start once both report none open (their stats files are rewritten every second).
+    wait_until 60 no_streams_open || echo "   (streams still open after 60 s)"
+}
+no_streams_open() {
+    local side
+    for side in client server; do
+        python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("streams_active", 1) != 0)' \
+            "$WORK/$side-stats.json" || return 1
+    done
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -215,7 +230,7 @@ row_up() {
             local backend=afpacket bypass=
             [[ $row == rawtun-pcap ]] && backend=pcap
             [[ $row == rawtun-bypass ]] && bypass=true
-            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass RAWTUN_STREAM_LIMIT=$((IDLE_STREAMS > 0 ? IDLE_STREAMS * 2 : 0)) write_configs "$RAWTUN_KEY" \
+            RAWTUN_BACKEND=$backend RAWTUN_QDISC_BYPASS=$bypass RAWTUN_STREAM_LIMIT=$((IDLE_STREAMS * 2 > 1024 ? IDLE_STREAMS * 2 : 0)) write_configs "$RAWTUN_KEY" \
                 "127.0.0.1:15201 127.0.0.1:$IPERF_PORT" "127.0.0.1:17000 127.0.0.1:$ECHO_PORT"
             rm -f "$WORK"/*-stats.json
             if ! start_daemons "$BIN" 1080 15201 17000; then
@@ -278,7 +293,9 @@ measure_row() { # measure_row PROFILE ROW
         row_down "$row" "$profile"
         return 0
     fi
-    [[ $row == rawtun* && $profile == clean ]] && ((IDLE_STREAMS > 0)) && idle_streams "$profile" "$row"
+    if [[ $row == rawtun* && $profile == clean ]] && ((IDLE_STREAMS > 0)); then
+        idle_streams "$profile" "$row"
+    fi
     for pid in "${DAEMONS[@]}"; do ticks0+=("$(cpu_ticks "$pid")"); done
     for streams in 1 8; do
         for dir in up down; do
