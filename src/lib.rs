@@ -34,6 +34,7 @@ pub mod kcp;
 pub mod linkemu;
 pub mod mux;
 pub mod proxy;
+pub(crate) mod ring;
 pub mod sys;
 pub mod tunnel;
 pub mod wire;

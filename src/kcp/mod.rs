@@ -51,7 +51,6 @@
 mod input;
 mod output;
 mod rate;
-mod ring;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -61,7 +60,7 @@ pub use segment::{Command, SegmentHeader, HEADER_LEN};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ring::ByteRing;
+use crate::ring::ByteRing;
 
 /// Minimum RTO with `nodelay`.
 const RTO_MIN_NODELAY: u32 = 30;

@@ -213,10 +213,22 @@ impl<'a> Frame<'a> {
                 (CMD_PONG, 0, &fixed)
             }
         };
-        let payload = payload.get(..MAX_PAYLOAD).unwrap_or(payload);
-        out.extend_from_slice(&[VERSION, cmd]);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(payload);
+        encode_parts(cmd, id, [payload, &[]], out);
     }
+}
+
+/// Appends a DATA frame whose payload is `parts` in order (a ring buffer's two halves).
+/// As with [`Frame::encode`], a payload longer than the length field is truncated.
+pub fn encode_data(id: u32, parts: [&[u8]; 2], out: &mut Vec<u8>) {
+    encode_parts(CMD_DATA, id, parts, out);
+}
+
+fn encode_parts(cmd: u8, id: u32, [a, b]: [&[u8]; 2], out: &mut Vec<u8>) {
+    let a = a.get(..MAX_PAYLOAD).unwrap_or(a);
+    let b = b.get(..MAX_PAYLOAD - a.len()).unwrap_or(b);
+    out.extend_from_slice(&[VERSION, cmd]);
+    out.extend_from_slice(&((a.len() + b.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
 }

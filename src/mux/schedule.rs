@@ -3,10 +3,11 @@
 
 use std::time::Instant;
 
-use bytes::Buf;
-
-use super::frame::{Frame, HEADER_LEN};
+use super::frame::{self, Frame, HEADER_LEN};
 use super::{Control, Mux, MuxEvent, StreamId, Turn, CHUNK};
+
+/// The send-ring capacity a stream keeps once it has drained (see `turn`).
+const KEEP_SEND_BUF: usize = 64 * 1024;
 
 impl Mux {
     /// Appends frames to `out`, at most `max` bytes, stopping at a frame boundary (a DATA
@@ -129,14 +130,12 @@ impl Mux {
                 return Turn::Full;
             }
             let n = s.send_buf.len().min(credit).min(session_credit).min(room);
-            // Encoded from the buffer, then dropped from its front: no split (which would
-            // share the buffer and make the next write allocate a new one).
-            Frame::Data {
-                id,
-                data: &s.send_buf[..n],
-            }
-            .encode(out);
-            s.send_buf.advance(n);
+            // Encoded from the ring, then dropped from its front.
+            frame::encode_data(id, s.send_buf.front(n).into(), out);
+            s.send_buf.consume(n);
+            // A ring that grew for a burst is freed once drained; a small one stays, so a
+            // stream that drains at every pass does not allocate per write.
+            s.send_buf.release_above(KEEP_SEND_BUF);
             s.sent = s.sent.wrapping_add(n as u32);
             self.session_outstanding += n as u64;
             self.stats.frames_sent += 1;

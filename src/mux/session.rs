@@ -94,7 +94,7 @@ impl Mux {
         if data.is_empty() {
             return Ok(());
         }
-        s.send_buf.extend_from_slice(data);
+        s.send_buf.push(data);
         if !s.in_active {
             s.in_active = true;
             self.active.push_back(id);

@@ -1,6 +1,6 @@
 //! Per-stream state of the mux: send buffer, flow-control counters, half-close flags.
 
-use bytes::BytesMut;
+use crate::ring::ByteRing;
 
 /// The window a sender assumes before the receiver's first WINDOW frame arrives.
 pub const INITIAL_WINDOW: u32 = 64 * 1024;
@@ -9,7 +9,7 @@ pub const INITIAL_WINDOW: u32 = 64 * 1024;
 #[derive(Debug)]
 pub(super) struct Stream {
     /// Bytes written by the application and not yet framed.
-    pub send_buf: BytesMut,
+    pub send_buf: ByteRing,
     /// The application called `finish`.
     pub fin_requested: bool,
     /// Our FIN has been framed.
@@ -37,7 +37,7 @@ pub(super) struct Stream {
 impl Stream {
     pub fn new() -> Self {
         Stream {
-            send_buf: BytesMut::new(),
+            send_buf: ByteRing::default(),
             fin_requested: false,
             fin_sent: false,
             sent: 0,

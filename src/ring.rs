@@ -1,27 +1,62 @@
-//! [`ByteRing`]: the send buffer of a KCP session, one ring of bytes for the segments in
-//! flight and the bytes queued behind them.
+//! [`ByteRing`]: a growable FIFO of bytes, the send buffer of a KCP session and of each mux
+//! stream.
 //!
-//! Segments are cut from the ring in order and released from its front as the peer's `una`
-//! passes them, so a segment is just a range of the ring: no buffer per segment, and after
-//! the ring has grown to the session's peak (at most `2 × sndwnd` full segments, the bound
-//! of [`super::KcpSession::send_capacity`]) sending allocates nothing. The ring keeps that
-//! capacity for the life of the session.
+//! - KCP: one ring holds the segments in flight and the bytes queued behind them. Segments
+//!   are cut from it in order and released from its front as the peer's `una` passes them,
+//!   so a segment is just a range of the ring: no buffer per segment, and once the ring has
+//!   grown to the session's peak (at most `2 × sndwnd` full segments, the bound of
+//!   `KcpSession::send_capacity`) sending allocates nothing.
+//! - mux: a stream's bytes not yet framed. A ring costs its peak backlog rounded up to a
+//!   power of two; the `BytesMut` it replaced grew to two to four times the backlog, because
+//!   bytes released from its front are only reclaimed once they outnumber the bytes held
+//!   (measured: ~2 MB per busy stream on a 50 ms link, see docs/BENCHMARKS.md).
+//!
+//! A ring keeps its capacity until it is dropped or [`ByteRing::release`] is called.
 
 /// A growable ring of bytes (FIFO): append at the back, read anywhere, release at the front.
 #[derive(Debug, Default)]
-pub(super) struct ByteRing {
+pub(crate) struct ByteRing {
     buf: Vec<u8>,
     head: usize,
     len: usize,
 }
 
 /// Smallest capacity allocated.
-const MIN_CAPACITY: usize = 4096;
+const MIN_CAPACITY: usize = 256;
 
 impl ByteRing {
     /// Bytes held.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// True when no byte is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Frees the buffer if no byte is held and it is larger than `keep` bytes, so a buffer
+    /// that grew for a burst does not stay at its peak while idle, and a small one is kept
+    /// (no allocation per write for a stream that drains at every pass).
+    pub fn release_above(&mut self, keep: usize) {
+        if self.len == 0 && self.buf.len() > keep {
+            self.buf = Vec::new();
+            self.head = 0;
+        }
+    }
+
+    /// The first `n` bytes (fewer if fewer are held), as up to two slices in order.
+    pub fn front(&self, n: usize) -> (&[u8], &[u8]) {
+        let n = n.min(self.len);
+        if n == 0 {
+            return (&[], &[]);
+        }
+        let cap = self.buf.len();
+        let first = n.min(cap - self.head);
+        (
+            &self.buf[self.head..self.head + first],
+            &self.buf[..n - first],
+        )
     }
 
     /// Bytes the ring can hold before it grows.
@@ -114,5 +149,31 @@ mod tests {
         r.consume(usize::MAX);
         assert_eq!(r.len(), 0);
         assert!(r.copy_out(0, &mut []));
+    }
+
+    #[test]
+    fn front_reads_across_the_wrap_and_release_frees_only_when_empty() {
+        let mut r = ByteRing::default();
+        let data: Vec<u8> = (0..=255).cycle().take(4096 + 1000).collect();
+        r.push(&data[..4000]);
+        r.consume(3500);
+        r.push(&data[4000..4600]); // 500 + 600 held, wrapped at 4096
+        assert_eq!(r.capacity(), 4096);
+        let (a, b) = r.front(usize::MAX);
+        assert_eq!((a.len(), b.len()), (596, 504));
+        assert_eq!([a, b].concat(), &data[3500..4600]);
+        let (a, b) = r.front(10);
+        assert_eq!((a, b.len()), (&data[3500..3510], 0));
+        r.release_above(0);
+        assert_eq!(r.capacity(), 4096, "not empty: kept");
+        r.consume(1100);
+        assert!(r.is_empty());
+        assert_eq!(r.front(5), (&[][..], &[][..]));
+        r.release_above(4096);
+        assert_eq!(r.capacity(), 4096, "not above the limit: kept");
+        r.release_above(4095);
+        assert_eq!(r.capacity(), 0);
+        r.push(&data[..3]);
+        assert_eq!(r.front(3).0, &data[..3]);
     }
 }
